@@ -1,0 +1,1 @@
+"""Hydra configuration groups of fairrun (installed as the package ``fairrun.conf``)."""

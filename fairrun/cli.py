@@ -1,0 +1,129 @@
+"""The ``fairrun`` console script: pops the subcommand and hands the rest of argv to its Hydra app.
+
+Subcommands are Hydra applications (``@hydra.main`` over ``pkg://fairrun.conf``), so every Hydra
+flag works after the subcommand: ``--help``, ``--cfg job``, ``-m`` (multirun), overrides.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from fairrun.errors import FairrunError
+
+log = logging.getLogger("fairrun")
+
+COMMANDS = {
+    "train": "train a classifier, evaluate it on val and test, write the run directory",
+    "eval": "re-evaluate a finished run from its best checkpoint: fairrun eval run_dir=PATH",
+}
+USAGE = """usage: fairrun <command> [hydra overrides ...]
+
+fairrun trains image classifiers and measures how fair they are; every run leaves a run directory
+with results.pkl, predictions.pkl, TensorBoard logs and checkpoints.
+
+commands:
+{commands}
+
+examples:
+  fairrun train                                  # built-in synthetic dataset, CNN, ERM
+  fairrun train model=resnet18 trainer.epochs=10 seed=1
+  fairrun train -m imbalance.ratio=0.9,0.99 seed=0,1
+  fairrun train --help                           # config groups and keys
+  fairrun train --cfg job                        # print the composed config
+  fairrun eval run_dir=outputs/2026-01-01/12-00-00
+"""
+
+_task_started = False
+
+
+def _paragraph(message: str) -> str:
+    return textwrap.fill(" ".join(str(message).split()), width=100, subsequent_indent="  ")
+
+
+def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
+    """Print a user mistake as one paragraph (no traceback) and record it in the run dir."""
+    text = _paragraph(f"fairrun: error: {err}")
+    print(text, file=sys.stderr)
+    if run_dir is not None and Path(run_dir).is_dir():
+        (Path(run_dir) / "error.txt").write_text(text + "\n")
+
+
+@contextmanager
+def user_errors(run_dir: Path | None = None):
+    """Turn FairrunError into exit code 2 and Ctrl-C into exit code 130, each with a clear message."""
+    from fairrun.train import Interrupted
+
+    global _task_started
+    _task_started = True
+    try:
+        yield
+    except FairrunError as err:
+        report_user_error(err, run_dir)
+        sys.exit(2)
+    except Interrupted as err:
+        print(_paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
+                         f"with hydra.run.dir={run_dir}) to resume."), file=sys.stderr)
+        sys.exit(130)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="train")
+def train_app(cfg: DictConfig) -> None:
+    """`fairrun train`: validate the composed config, then train and evaluate."""
+    from fairrun.config import validate_run_config
+    from fairrun.train import run_training
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with user_errors(run_dir):
+        run_training(validate_run_config(cfg), run_dir)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="eval")
+def eval_app(cfg: DictConfig) -> None:
+    """`fairrun eval run_dir=PATH`: reload the best checkpoint and evaluate val and test again."""
+    from fairrun.eval_run import run_eval
+
+    with user_errors():
+        run_eval(Path(to_absolute_path(cfg.run_dir)), cfg)
+
+
+APPS = {"train": train_app, "eval": eval_app}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fairrun`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = "\n".join(f"  {name:<8}{text}" for name, text in COMMANDS.items())
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(commands=commands))
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in APPS:
+        print(_paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
+                         f"{', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
+        sys.exit(2)
+    if command == "eval" and not any(a.startswith("run_dir=") for a in rest) and \
+            not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in rest):
+        print(_paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
+                         "fairrun eval run_dir=PATH (a directory written by fairrun train)."), file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"fairrun-{command}", *rest]
+    try:
+        APPS[command]()
+    except SystemExit as exit_:
+        # Hydra reports composition errors (unknown group option, bad override) itself and exits 1
+        # before our task runs: those are user mistakes, so they exit 2 like ours.
+        if exit_.code == 1 and not _task_started:
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

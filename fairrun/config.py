@@ -1,0 +1,228 @@
+"""The validated run configuration.
+
+Hydra composes ``conf/`` into a DictConfig; :func:`validate_run_config` checks it against typed
+dataclass schemas (one per config group option, found through the dataset, model and method
+registries) and explicit range and cross-key rules, and returns plain dataclasses. Every problem is
+raised as a :class:`~fairrun.errors.ConfigError` naming the key, the value and what is accepted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fairrun.errors import ConfigError
+
+AMP_MODES = ("off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("none", "step", "cosine")
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation settings (``trainer.*``)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    gamma: float = 0.9
+    eval_every: int = 1
+
+
+@dataclass
+class GpuConfig:
+    """Device settings (``gpu.*``); AMP and channels_last apply on CUDA only."""
+
+    device: str = "auto"
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ImbalanceConfig:
+    """Training-set imbalance (``imbalance.*``): ``ratio`` is the majority group's share (null = as is)."""
+
+    ratio: Optional[float] = None
+    majority: Optional[str] = None
+    size: Optional[int] = None
+
+
+@dataclass
+class RunConfig:
+    """A fully validated run: every section is a dataclass instance."""
+
+    dataset: Any
+    model: Any
+    method: Any
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    seed: int = 0
+    resume: bool = True
+
+    def to_dict(self) -> dict:
+        """The run config as plain nested dicts (for logging, hashing and results rows)."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes a run's results (not ``resume`` nor worker counts)."""
+        relevant = self.to_dict()
+        relevant.pop("resume")
+        relevant["gpu"].pop("num_workers")
+        blob = json.dumps(relevant, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def typed_section(section: str, schema: type, node: Any) -> Any:
+    """Merge ``node`` into the dataclass ``schema`` and return an instance, or raise ConfigError.
+
+    Catches wrong types and unknown keys (OmegaConf structured-config checks) and rephrases them as
+    one sentence naming the full key (``section.key``), the offending value and what is accepted.
+    """
+    if node is None:
+        node = {}
+    if not isinstance(node, (dict, DictConfig)):
+        raise ConfigError(f"'{section}' must be a mapping of keys, got {node!r}.")
+    base = OmegaConf.structured(schema)
+    try:
+        merged = OmegaConf.merge(base, node)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+        accepted = ", ".join(f.name for f in dataclasses.fields(schema))
+        if "not in struct" in str(err) or "Key '" in str(err) and "not in" in str(err):
+            raise ConfigError(
+                f"Unknown key '{section}.{key}'. The keys accepted in '{section}' are: {accepted}."
+            ) from None
+        value = _lookup(node, str(key))
+        expected = _expected_type(schema, str(key))
+        raise ConfigError(
+            f"Invalid value for '{section}.{key}': {value!r}. Expected {expected}."
+        ) from None
+
+
+def _lookup(node: Any, key: str) -> Any:
+    try:
+        return OmegaConf.select(OmegaConf.create(node), key) if not isinstance(node, DictConfig) \
+            else OmegaConf.select(node, key)
+    except OmegaConfBaseException:
+        return "?"
+
+
+def _expected_type(schema: type, key: str) -> str:
+    for f in dataclasses.fields(schema):
+        if f.name == key.split(".")[0]:
+            return f"a value of type {getattr(f.type, '__name__', f.type)}"
+    return "a value of the declared type"
+
+
+def require(ok: bool, key: str, value: Any, accepted: str) -> None:
+    """Raise ConfigError("Invalid value for 'key': value. Accepted: ...") unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"Invalid value for '{key}': {value!r}. Accepted: {accepted}.")
+
+
+def require_choice(key: str, value: Any, choices: tuple) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    require(value in choices, key, value, "one of " + ", ".join(map(str, choices)))
+
+
+def _validate_trainer(t: TrainerConfig) -> None:
+    require(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
+    require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
+    require(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "an integer >= 1")
+    require(t.lr > 0, "trainer.lr", t.lr, "a number > 0")
+    require(t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay, "a number >= 0")
+    require(0 <= t.momentum < 1, "trainer.momentum", t.momentum, "a number in [0, 1)")
+    require(0 < t.gamma <= 1, "trainer.gamma", t.gamma, "a number in (0, 1]")
+    require(t.eval_every >= 1, "trainer.eval_every", t.eval_every, "an integer >= 1")
+    require_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    require_choice("trainer.scheduler", t.scheduler, SCHEDULERS)
+
+
+def _validate_gpu(g: GpuConfig) -> None:
+    require_choice("gpu.device", g.device, DEVICES)
+    require_choice("gpu.amp", g.amp, AMP_MODES)
+    require(g.num_workers >= 0, "gpu.num_workers", g.num_workers, "an integer >= 0")
+
+
+def _validate_imbalance(i: ImbalanceConfig) -> None:
+    if i.ratio is not None:
+        require(0 < i.ratio <= 1, "imbalance.ratio", i.ratio,
+                "null (data as is) or a number in (0, 1]: the majority group's share of the training set")
+    if i.size is not None:
+        require(i.size >= 1, "imbalance.size", i.size, "null (largest achievable) or an integer >= 1")
+
+
+def _normalise_amp(node: DictConfig) -> None:
+    """YAML 1.1 reads a bare ``off`` as False: accept it as the string 'off'."""
+    amp = node.get("amp", "off") if node is not None else "off"
+    if amp is False or amp is None:
+        node.amp = "off"
+
+
+def _select_schema(group: str, node: Any, registry: dict) -> type:
+    name = node.get("name") if isinstance(node, (dict, DictConfig)) else None
+    if name not in registry:
+        raise ConfigError(
+            f"Unknown {group} '{name}'. Available {group}s: {', '.join(sorted(registry))} "
+            f"(choose one with '{group}=<name>')."
+        )
+    return registry[name]
+
+
+def validate_run_config(cfg: DictConfig) -> RunConfig:
+    """Check a composed Hydra config and return the typed :class:`RunConfig`.
+
+    Checks key names and types per section, value ranges, and cross-key rules (e.g. protected
+    attribute different from target). Raises :class:`ConfigError` with one clear paragraph.
+    """
+    from fairrun.data.registry import DATASET_SCHEMAS, validate_dataset_config
+    from fairrun.methods import METHOD_SCHEMAS
+    from fairrun.models import MODEL_SCHEMAS
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.set_struct(cfg, False)
+    allowed_top = {"dataset", "model", "method", "trainer", "gpu", "imbalance", "seed", "resume"}
+    unknown = sorted(set(cfg.keys()) - allowed_top)
+    if unknown:
+        raise ConfigError(
+            f"Unknown top-level key(s) {', '.join(unknown)}. Accepted: {', '.join(sorted(allowed_top))}."
+        )
+    if cfg.get("gpu") is not None:
+        _normalise_amp(cfg.gpu)
+    dataset = typed_section("dataset", _select_schema("dataset", cfg.get("dataset"), DATASET_SCHEMAS),
+                            cfg.get("dataset"))
+    model = typed_section("model", _select_schema("model", cfg.get("model"), MODEL_SCHEMAS), cfg.get("model"))
+    method = typed_section("method", _select_schema("method", cfg.get("method"), METHOD_SCHEMAS),
+                           cfg.get("method"))
+    trainer = typed_section("trainer", TrainerConfig, cfg.get("trainer"))
+    gpu = typed_section("gpu", GpuConfig, cfg.get("gpu"))
+    imbalance = typed_section("imbalance", ImbalanceConfig, cfg.get("imbalance"))
+    seed = cfg.get("seed", 0)
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
+            "an integer >= 0")
+    resume = cfg.get("resume", True)
+    require(isinstance(resume, bool), "resume", resume, "true or false")
+    _validate_trainer(trainer)
+    _validate_gpu(gpu)
+    _validate_imbalance(imbalance)
+    validate_dataset_config(dataset)
+    for section in (model, method):
+        if hasattr(section, "validate"):
+            section.validate()
+    return RunConfig(dataset=dataset, model=model, method=method, trainer=trainer, gpu=gpu,
+                     imbalance=imbalance, seed=seed, resume=resume)

@@ -1,0 +1,99 @@
+"""The method interface: one small class per debiasing method, called by the one training loop.
+
+The loop (:func:`fairrun.train.fit`) calls, in order:
+
+* ``prepare(train)`` - before training: may return the training split with per-sample ``weights`` or
+  ``sample_probs`` (a sampler, not copied data) set;
+* ``wrap(model, optimizer)`` - may wrap model and optimizer (e.g. DP-SGD);
+* ``forward(model, x)`` then ``loss(outputs, batch)`` - every step; group labels are in the batch;
+* ``after_fit(model, val)`` - after training, with the best checkpoint loaded;
+* ``extra_results()`` - extra columns for results.pkl (e.g. ``epsilon``).
+
+Methods with state that must survive a resume implement ``state_dict``/``load_state_dict``; extra
+trainable modules (adversaries, extra heads) are returned by ``extra_modules`` and join the optimizer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Batch:
+    """One training batch on the training device."""
+
+    x: torch.Tensor  # float images (N, C, H, W), normalised
+    y: torch.Tensor  # target labels (N,)
+    g: torch.Tensor  # group ids (N,)
+    index: torch.Tensor  # row indices into the training split (N,)
+    weight: Optional[torch.Tensor] = None  # per-sample loss weights (N,) or None
+
+
+@dataclass
+class Outputs:
+    """What the model produced for a batch."""
+
+    latent: torch.Tensor  # head input (N, latent_dim)
+    logits: torch.Tensor  # (N, num_classes)
+
+
+class Method:
+    """Base class: empirical risk minimisation behaviour for every hook.
+
+    Subclasses set ``name`` and ``Config`` (a dataclass of their ``method.*`` keys; it may define
+    ``validate()`` for range checks) and override only the hooks they need.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, cfg, *, num_classes: int, num_groups: int):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.num_groups = num_groups
+
+    def prepare(self, train):
+        """Return the training split to use (weights / sampling probabilities set here)."""
+        return train
+
+    def extra_modules(self) -> list[nn.Module]:
+        """Trainable modules the method owns; they are moved to the device and join the optimizer."""
+        return []
+
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        """Return (model, optimizer), possibly wrapped."""
+        return model, optimizer
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> Outputs:
+        """Run the model: latent representation, then logits."""
+        latent = model.features(x)
+        return Outputs(latent=latent, logits=model.head(latent))
+
+    def per_sample_loss(self, outputs: Outputs, batch: Batch) -> torch.Tensor:
+        """Cross-entropy per sample (float32 even under autocast)."""
+        return F.cross_entropy(outputs.logits.float(), batch.y, reduction="none")
+
+    def loss(self, outputs: Outputs, batch: Batch) -> torch.Tensor:
+        """The training objective for one batch: the (weighted) mean cross-entropy."""
+        losses = self.per_sample_loss(outputs, batch)
+        if batch.weight is None:
+            return losses.mean()
+        return (losses * batch.weight).sum() / batch.weight.sum()
+
+    def after_fit(self, model: nn.Module, val) -> None:
+        """Called once after training with the best checkpoint loaded (masking, thresholds)."""
+
+    def extra_results(self) -> dict:
+        """Extra scalar columns for every results row."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """Method state saved in checkpoints (for exact resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -1,0 +1,382 @@
+"""The one training loop: device, AMP, progress, TensorBoard, checkpoints, resume, results.
+
+Every method runs through :func:`run_training`; methods change behaviour only through their hooks
+(:mod:`fairrun.methods.base`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from fairrun import rundir
+from fairrun.config import RunConfig
+from fairrun.data.batches import epoch_order, num_batches, train_batches
+from fairrun.data.imbalance import apply_imbalance
+from fairrun.data.registry import load_dataset
+from fairrun.errors import ConfigError, FairrunError
+from fairrun.evaluate import autocast, evaluate_split
+from fairrun.methods import build_method
+from fairrun.models import build_model
+from fairrun.report_table import print_results
+
+log = logging.getLogger("fairrun")
+
+EVAL_SPLITS = ("val", "test")
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C after saving ``checkpoints/last.pt``."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run is reproducible."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(gpu_cfg) -> torch.device:
+    """``gpu.device``: auto -> CUDA if available else CPU; cuda without a GPU is a clear error."""
+    if gpu_cfg.device == "cuda" and not torch.cuda.is_available():
+        raise FairrunError("gpu=cuda was requested but no CUDA device is available "
+                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). "
+                           "Use gpu=auto or gpu=cpu.")
+    if gpu_cfg.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """``trainer.optimizer``: adam | sgd (momentum ``trainer.momentum``), with weight decay."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer, cfg):
+    """``trainer.scheduler``: none | step (x gamma every epoch) | cosine (over all epochs); or None."""
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return None
+
+
+@dataclass
+class LoopState:
+    """Everything besides model/optimizer weights needed to continue a run exactly."""
+
+    epoch: int = 0  # current epoch (0-based)
+    step: int = 0  # batches finished in the current epoch
+    global_step: int = 0
+    loss_sum: float = 0.0  # running sums of the current epoch
+    correct: int = 0
+    seen: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+
+class StopFlag:
+    """Ctrl-C sets a flag that the loop checks between steps; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nfairrun: Ctrl-C received, saving checkpoints/last.pt after this step "
+                  "(press again to abort without saving)", file=sys.stderr)
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
+    """The columns that identify a run in results.pkl (sweep coordinates)."""
+    protected = cfg.dataset.protected
+    return {
+        "run_dir": str(run_dir),
+        "dataset": cfg.dataset.name,
+        "target": cfg.dataset.target,
+        "protected": protected if isinstance(protected, str) else "+".join(protected),
+        "model": cfg.model.name,
+        "method": cfg.method.name,
+        "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
+        "seed": cfg.seed,
+    }
+
+
+class Trainer:
+    """Holds one run's objects; :meth:`fit` trains, :meth:`finish` evaluates and writes results."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.gpu)
+        seed_everything(cfg.seed)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        splits = load_dataset(cfg.dataset)
+        self.val, self.test = splits["val"], splits["test"]
+        self.train_raw = apply_imbalance(splits["train"], cfg.imbalance, cfg.seed)
+        if len(self.train_raw) == 0:
+            raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
+        self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
+                                   num_groups=self.train_raw.num_groups)
+        self.train = self.method.prepare(self.train_raw)
+        channels, size = self.train.images.shape[1], self.train.images.shape[-1]
+        self.model = build_model(cfg.model, channels, size, self.train.num_classes).to(self.device)
+        self.channels_last = cfg.gpu.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        extra = [m.to(self.device) for m in self.method.extra_modules()]
+        params = list(self.model.parameters()) + [p for m in extra for p in m.parameters()]
+        optimizer = build_optimizer(params, cfg.trainer)
+        self.model, self.optimizer = self.method.wrap(self.model, optimizer)
+        self.scheduler = build_scheduler(self.optimizer, cfg.trainer)
+        self.amp = cfg.gpu.amp if self.device.type == "cuda" else "off"
+        if cfg.gpu.amp != "off" and self.device.type != "cuda":
+            log.info("gpu.amp=%s is ignored on the CPU", cfg.gpu.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.forward_model = torch.compile(self.model) if cfg.gpu.compile else self.model
+        self.state = LoopState()
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        state = self.state
+        return {
+            "fingerprint": self.cfg.fingerprint(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "scaler": self.scaler.state_dict(),
+            "method": self.method.state_dict(),
+            "extra_modules": [m.state_dict() for m in self.method.extra_modules()],
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loop": {k: getattr(state, k) for k in LoopState.__dataclass_fields__},
+        }
+
+    def restore(self, ckpt: dict) -> None:
+        if ckpt["fingerprint"] != self.cfg.fingerprint():
+            raise ConfigError(
+                f"{self.run_dir / rundir.LAST} was written by a run with a different configuration, so it "
+                f"cannot be resumed with this one. Launch into a new run directory, or pass resume=false "
+                f"to start this directory over."
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.method.load_state_dict(ckpt["method"])
+        for module, sd in zip(self.method.extra_modules(), ckpt["extra_modules"]):
+            module.load_state_dict(sd)
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if ckpt["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        self.state = LoopState(**ckpt["loop"])
+
+    # -- training ----------------------------------------------------------------------------
+    def train_step(self, batch) -> tuple[float, int]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp):
+            outputs = self.method.forward(self.forward_model, batch.x)
+            loss = self.method.loss(outputs, batch)
+        if not torch.isfinite(loss):
+            raise FairrunError(f"The training loss became {loss.item()} at epoch {self.state.epoch + 1}, "
+                               f"step {self.state.step + 1}; lower trainer.lr or check the data.")
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        correct = int((outputs.logits.argmax(dim=1) == batch.y).sum())
+        return float(loss.detach()), correct
+
+    def validate(self, writer: SummaryWriter) -> tuple[float, float]:
+        """Evaluate on the validation split; log accuracy, gaps and per-group accuracy (x: global step)."""
+        metrics, _ = evaluate_split(self.model, self.method, self.val, "val", self.cfg.trainer.eval_batch_size,
+                                    self.device, self.amp, self.channels_last)
+        step = self.state.global_step
+        for key in ("accuracy", "balanced_accuracy", "worst_group_acc", "acc_gap", "acc_var",
+                    "dp_diff", "eo_diff", "eopp_diff", "auc"):
+            if not math.isnan(metrics[key]):
+                writer.add_scalar(f"val/{key}", metrics[key], step)
+        for name in self.val.group_names:
+            if not math.isnan(metrics[f"acc[{name}]"]):
+                writer.add_scalar(f"val_group_acc/{name}", metrics[f"acc[{name}]"], step)
+        return metrics["accuracy"], metrics["worst_group_acc"]
+
+    def fit(self, writer: SummaryWriter, stop: StopFlag) -> None:
+        cfg, s = self.cfg.trainer, self.state
+        n_batches = num_batches(len(self.train), cfg.batch_size)
+        self.model.train()
+        while s.epoch < cfg.epochs:
+            started = time.perf_counter()
+            order = epoch_order(self.train, self.cfg.seed, s.epoch)
+            bar = tqdm(train_batches(self.train, order, cfg.batch_size, self.device, s.step, self.channels_last),
+                       total=n_batches, initial=s.step, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                       leave=False, dynamic_ncols=True, disable=None)
+            for batch in bar:
+                loss, correct = self.train_step(batch)
+                s.step += 1
+                s.global_step += 1
+                s.loss_sum += loss * len(batch.y)
+                s.correct += correct
+                s.seen += len(batch.y)
+                if s.global_step % 10 == 0:
+                    writer.add_scalar("train/loss_step", loss, s.global_step)
+                bar.set_postfix(loss=f"{s.loss_sum / s.seen:.4f}", acc=f"{s.correct / s.seen:.3f}")
+                if stop.requested:
+                    s.train_seconds += time.perf_counter() - started
+                    rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
+                    raise Interrupted(f"saved {self.run_dir / rundir.LAST} at epoch {s.epoch + 1}, "
+                                      f"step {s.step}/{n_batches}")
+            bar.close()
+            epoch = s.epoch + 1
+            train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
+            writer.add_scalar("train/loss", train_loss, s.global_step)
+            writer.add_scalar("train/accuracy", train_acc, s.global_step)
+            writer.add_scalar("train/epoch", epoch, s.global_step)
+            writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], s.global_step)
+            line = f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                val_acc, val_worst = self.validate(writer)
+                line += f"  | val acc {val_acc:.4f} worst-group {val_worst:.4f}"
+                s.history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                                  "val_acc": val_acc, "val_worst_group_acc": val_worst})
+                if val_acc > s.best_val_acc:
+                    s.best_val_acc, s.best_epoch = val_acc, epoch
+                    rundir.save_checkpoint({"model": self.model.state_dict(), "epoch": epoch,
+                                            "fingerprint": self.cfg.fingerprint(),
+                                            "method": self.method.state_dict()},
+                                           self.run_dir / rundir.BEST)
+                    line += "  (best)"
+            if self.scheduler:
+                self.scheduler.step()
+            s.train_seconds += time.perf_counter() - started
+            s.epoch, s.step, s.loss_sum, s.correct, s.seen = epoch, 0, 0.0, 0, 0
+            rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
+            log.info(line)
+            if stop.requested:
+                raise Interrupted(f"saved {self.run_dir / rundir.LAST} after epoch {epoch}")
+
+    # -- results -----------------------------------------------------------------------------
+    def finish(self, writer: SummaryWriter) -> pd.DataFrame:
+        best = rundir.load_checkpoint(self.run_dir / rundir.BEST)
+        self.model.load_state_dict(best["model"])
+        self.method.load_state_dict(best["method"])
+        self.method.after_fit(self.model, self.val)
+        # best.pt holds the final model (after after_fit) so `fairrun eval` reproduces these results.
+        rundir.save_checkpoint({**best, "model": self.model.state_dict(), "method": self.method.state_dict()},
+                               self.run_dir / rundir.BEST)
+        base = run_metadata(self.cfg, self.run_dir)
+        base.update(train_seconds=self.state.train_seconds, best_epoch=self.state.best_epoch,
+                    epochs=self.cfg.trainer.epochs)
+        base.update({f"n_train[{k}]": int(v) for k, v in
+                     zip(self.train_raw.group_names, torch.bincount(self.train_raw.g,
+                                                                    minlength=self.train_raw.num_groups))})
+        base.update(self.method.extra_results())
+        rows, preds = [], []
+        for name, split in (("val", self.val), ("test", self.test)):
+            metrics, pred = evaluate_split(self.model, self.method, split, name, self.cfg.trainer.eval_batch_size,
+                                           self.device, self.amp, self.channels_last)
+            rows.append({**base, "split": name, **metrics})
+            preds.append(pred)
+        results = pd.DataFrame(rows)
+        rundir.write_pickle(pd.concat(preds, ignore_index=True), self.run_dir / rundir.PREDICTIONS)
+        rundir.write_pickle(results, self.run_dir / rundir.RESULTS)
+        test = rows[1]
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in base.items()
+                   if k in ("dataset", "target", "protected", "model", "method", "imbalance_ratio", "seed")}
+        hparams.update(lr=self.cfg.trainer.lr, batch_size=self.cfg.trainer.batch_size,
+                       epochs=self.cfg.trainer.epochs)
+        finite = {f"hparam/test_{k}": float(test[k]) for k in
+                  ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff", "eopp_diff")
+                  if not math.isnan(test[k])}
+        writer.add_hparams(hparams, finite, run_name=".")
+        rundir.write_text("", self.run_dir / rundir.DONE)
+        return results
+
+
+def check_same_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Raise ConfigError when ``run_dir`` holds a run of a different configuration."""
+    from omegaconf import OmegaConf
+
+    from fairrun.config import validate_run_config
+
+    saved = validate_run_config(OmegaConf.create(yaml.safe_load((run_dir / rundir.RUN_CONFIG).read_text())))
+    if saved.fingerprint() != cfg.fingerprint():
+        raise ConfigError(
+            f"{run_dir} already holds a finished run with a different configuration. Launch into a new "
+            f"run directory, or pass resume=false to train this directory over."
+        )
+
+
+def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
+    """Train, evaluate on val and test, and write the run directory; returns the results DataFrame.
+
+    Resumes from ``checkpoints/last.pt`` when ``cfg.resume`` and the checkpoint's config matches;
+    a finished run (``done`` marker) is not trained again.
+    """
+    run_dir = Path(run_dir)
+    if cfg.resume and rundir.is_done(run_dir):
+        check_same_config(cfg, run_dir)
+        results = pd.read_pickle(run_dir / rundir.RESULTS)
+        log.info("%s already finished; showing its results (resume=false to train again)", run_dir)
+        print_results(results)
+        return results
+    if not cfg.resume:
+        for stale in (rundir.DONE, rundir.RESULTS, rundir.PREDICTIONS, "checkpoints", "tb"):
+            path = run_dir / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    trainer = Trainer(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)
+    trainer.train_raw.counts().to_csv(run_dir / rundir.TRAIN_COUNTS)
+    log.info("training set (group x label):\n%s", trainer.train_raw.counts().to_string())
+    purge_step = None
+    if cfg.resume and (run_dir / rundir.LAST).is_file():
+        trainer.restore(rundir.load_checkpoint(run_dir / rundir.LAST))
+        purge_step = trainer.state.global_step + 1
+        log.info("resuming %s from epoch %d, step %d", run_dir, trainer.state.epoch + 1, trainer.state.step)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+    try:
+        with StopFlag().installed() as stop:
+            trainer.fit(writer, stop)
+        results = trainer.finish(writer)
+    finally:
+        writer.close()
+        if trainer.device.type == "cuda":
+            torch.cuda.empty_cache()
+    print_results(results)
+    return results

@@ -1,0 +1,40 @@
+"""Shared test helpers: a tiny, fast run config and a way to call the `fairrun` CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+# A run that takes a few seconds on 2 CPU cores.
+TINY = [
+    "dataset.n_train=600", "dataset.n_val=200", "dataset.n_test=300", "dataset.image_size=16",
+    "model.width=8", "model.blocks=2", "trainer.epochs=2", "trainer.batch_size=64", "gpu=cpu",
+]
+
+
+def run_fairrun(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the fairrun CLI in a subprocess (as a user would) and capture its output."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def compose_train(overrides: list[str]):
+    """Compose `fairrun train`'s config with Hydra's compose API."""
+    with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def tiny_cfg():
+    """A validated tiny RunConfig (for in-process training tests)."""
+    from fairrun.config import validate_run_config
+
+    def make(*extra: str):
+        return validate_run_config(compose_train(TINY + list(extra)))
+
+    return make

@@ -1,0 +1,79 @@
+"""Configs composed with Hydra's compose API, and validation of bad values."""
+import pytest
+
+from fairrun.config import RunConfig, validate_run_config
+from fairrun.data.registry import load_dataset
+from fairrun.errors import ConfigError
+from tests.conftest import compose_train
+
+
+def test_default_config_composes_and_validates():
+    cfg = validate_run_config(compose_train([]))
+    assert isinstance(cfg, RunConfig)
+    assert (cfg.dataset.name, cfg.model.name, cfg.method.name) == ("synthetic", "cnn", "erm")
+    assert cfg.dataset.target == "smiling" and cfg.dataset.protected == "group"
+    assert cfg.imbalance.ratio is None and cfg.gpu.device == "auto" and cfg.gpu.amp == "off"
+
+
+@pytest.mark.parametrize("model", ["logreg", "mlp", "cnn", "resnet18", "resnet34", "resnet50"])
+def test_every_model_option_composes(model):
+    assert validate_run_config(compose_train([f"model={model}"])).model.name == model
+
+
+def test_overrides_reach_the_typed_config():
+    cfg = validate_run_config(compose_train([
+        "trainer.lr=0.01", "trainer.optimizer=sgd", "trainer.scheduler=step", "imbalance.ratio=0.9",
+        "dataset.protected=[group,glasses]", "gpu=cuda", "gpu.amp=fp16", "seed=3"]))
+    assert cfg.trainer.lr == 0.01 and cfg.trainer.optimizer == "sgd" and cfg.imbalance.ratio == 0.9
+    assert cfg.dataset.protected == ["group", "glasses"] and cfg.gpu.amp == "fp16" and cfg.seed == 3
+
+
+def test_fingerprint_ignores_resume_but_not_results_relevant_keys():
+    a = validate_run_config(compose_train([]))
+    b = validate_run_config(compose_train(["resume=false", "gpu.num_workers=4"]))
+    c = validate_run_config(compose_train(["trainer.lr=0.01"]))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize("override, key, accepted", [
+    ("trainer.epochs=0", "trainer.epochs", ">= 1"),
+    ("trainer.epochs=abc", "trainer.epochs", "int"),
+    ("trainer.lr=-1", "trainer.lr", "> 0"),
+    ("trainer.optimizer=rmsprop", "trainer.optimizer", "adam, sgd"),
+    ("trainer.scheduler=linear", "trainer.scheduler", "none, step, cosine"),
+    ("gpu.amp=fp8", "gpu.amp", "off, bf16, fp16"),
+    ("imbalance.ratio=1.5", "imbalance.ratio", "(0, 1]"),
+    ("imbalance.ratio=0", "imbalance.ratio", "(0, 1]"),
+    ("seed=-1", "seed", ">= 0"),
+    ("+trainer.epoch=3", "trainer.epoch", "epochs"),
+    ("dataset.image_size=7", "image_size", "16"),
+    ("model.dropout=1.5", "model.dropout", "[0, 1)"),
+])
+def test_bad_values_name_the_key_and_what_is_accepted(override, key, accepted):
+    overrides = ["model=mlp", override] if override.startswith("model.dropout") else [override]
+    with pytest.raises(ConfigError) as err:
+        validate_run_config(compose_train(overrides))
+    message = str(err.value)
+    assert key in message and accepted in message, message
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["dataset.target=age"], ["dataset.target", "'age'", "smiling", "group", "glasses"]),
+    (["dataset.protected=smiling"], ["protected", "differ from the target"]),
+    (["dataset.protected=[group,hat]"], ["'hat'", "glasses"]),
+])
+def test_unknown_or_clashing_attributes(overrides, words):
+    cfg = validate_run_config(compose_train(overrides + ["dataset.n_train=50", "dataset.n_val=20",
+                                                         "dataset.n_test=20"]))
+    with pytest.raises(ConfigError) as err:
+        load_dataset(cfg.dataset)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_intersectional_groups_have_readable_names():
+    cfg = validate_run_config(compose_train(["dataset.protected=[group,glasses]", "dataset.n_train=200",
+                                             "dataset.n_val=50", "dataset.n_test=50"]))
+    splits = load_dataset(cfg.dataset)
+    names = splits["test"].group_names
+    assert len(names) == 4 and all("/" in n for n in names)
+    assert int(splits["test"].g.max()) <= 3
