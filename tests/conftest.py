@@ -10,9 +10,10 @@ import pytest
 from hydra import compose, initialize_config_module
 
 # A run that takes a few seconds on 2 CPU cores.
+TINY_CNN = ["model.width=8", "model.blocks=2"]
 TINY = [
     "dataset.n_train=600", "dataset.n_val=200", "dataset.n_test=300", "dataset.image_size=16",
-    "model.width=8", "model.blocks=2", "trainer.epochs=2", "trainer.batch_size=64", "gpu=cpu",
+    "trainer.epochs=2", "trainer.batch_size=64", "gpu=cpu", *TINY_CNN,
 ]
 
 
@@ -35,6 +36,8 @@ def tiny_cfg():
     from fairrun.config import validate_run_config
 
     def make(*extra: str):
-        return validate_run_config(compose_train(TINY + list(extra)))
+        base = TINY if not any(e.startswith("model=") for e in extra) else \
+            [o for o in TINY if o not in TINY_CNN]
+        return validate_run_config(compose_train(base + list(extra)))
 
     return make
