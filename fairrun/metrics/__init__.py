@@ -1,0 +1,46 @@
+"""Plain, vectorised fairness metrics for binary (and, where meaningful, multi-class) predictions.
+
+Inputs are 1-D numpy arrays or torch tensors: true labels, predicted labels, integer group ids
+0..G-1 and, optionally, scores (probability of class 1). Per-group counts come from one
+``np.bincount`` pass, so there are no per-row Python loops. Definitions follow fairlearn:
+demographic parity difference, equalized odds difference (worst case of the TPR and FPR gaps),
+equal opportunity difference (TPR gap, the DEO of Ramaswamy et al. 2021), plus accuracy gap,
+variance ("unfairness" of the FairFace notebook) and worst-group accuracy, ROC AUC and average
+precision. ``group_metrics`` returns all of them as one flat dict for a results row.
+
+Undefined values (empty groups, groups without positives or negatives, a single class) are NaN
+and reported in one ``FairnessMetricWarning`` per call; gaps leave such groups out and are NaN
+when fewer than two groups remain (fairlearn would report 0 for a single group). This module
+knows nothing of models, training or Hydra configs.
+"""
+
+from ._common import FairnessMetricWarning
+from .group import (
+    acc_gap,
+    acc_var,
+    accuracy,
+    balanced_accuracy,
+    dp_diff,
+    eo_diff,
+    eopp_diff,
+    group_metrics,
+    per_group_rates,
+    worst_group_acc,
+)
+from .ranking import auc, average_precision
+
+__all__ = [
+    "FairnessMetricWarning",
+    "acc_gap",
+    "acc_var",
+    "accuracy",
+    "auc",
+    "average_precision",
+    "balanced_accuracy",
+    "dp_diff",
+    "eo_diff",
+    "eopp_diff",
+    "group_metrics",
+    "per_group_rates",
+    "worst_group_acc",
+]

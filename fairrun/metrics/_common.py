@@ -1,0 +1,51 @@
+"""Input conversion and the single warning type shared by the metric functions."""
+
+import warnings
+
+import numpy as np
+
+
+class FairnessMetricWarning(UserWarning):
+    """A metric was undefined for some group or class and is reported as NaN."""
+
+
+def warn_once(messages):
+    """Emit one FairnessMetricWarning joining ``messages``; nothing if the list is empty.
+
+    ``stacklevel=3`` points the warning at the caller of the public metric function.
+    """
+    if messages:
+        warnings.warn("; ".join(messages), FairnessMetricWarning, stacklevel=3)
+
+
+def to_numpy(x):
+    """A 1-D numpy view of an array-like or torch tensor (tensors are detached and moved to CPU)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"expected a 1-D array, got shape {a.shape}")
+    return a
+
+
+def as_ids(x, name):
+    """Non-negative integer ids (labels or groups) as a 1-D array; integral floats and bools accepted."""
+    a = to_numpy(x)
+    if a.dtype.kind == "b":
+        return a.astype(np.intp)
+    if a.dtype.kind == "f":
+        ids = a.astype(np.intp)
+        if not np.array_equal(ids, a):
+            raise ValueError(f"{name} must hold integer values")
+        a = ids
+    elif a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer ids, got dtype {a.dtype}")
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must be non-negative")
+    return a
+
+
+def check_binary(y, name):
+    """Raise unless the integer labels ``y`` are all 0 or 1."""
+    if y.size and y.max() > 1:
+        raise ValueError(f"{name} must be binary (0/1) for this metric, found label {y.max()}")
