@@ -49,11 +49,14 @@ def run_eval(run_dir: Path, eval_cfg) -> pd.DataFrame:
     batch_size = eval_cfg.batch_size or cfg.trainer.eval_batch_size
     amp = gpu.amp if device.type == "cuda" else "off"
     base = {**run_metadata(cfg, run_dir), "best_epoch": best["epoch"], "evaluated_on": str(device)}
+    wanted = [eval_cfg.splits] if isinstance(eval_cfg.splits, str) else list(eval_cfg.splits)
+    unknown = [name for name in wanted if name not in splits]
+    if unknown or not wanted:
+        raise FairrunError(f"Invalid splits={wanted!r}: unknown {unknown!r}. Accepted: a list drawn from "
+                           f"{', '.join(splits)}, e.g. splits=[val,test].")
     rows = []
     with torch.no_grad():
-        for name in eval_cfg.splits:
-            if name not in splits:
-                raise FairrunError(f"Unknown split {name!r} in splits=. Accepted: {', '.join(splits)}.")
+        for name in wanted:
             metrics, _ = evaluate_split(model, method, splits[name], name, batch_size, device, amp)
             rows.append({**base, "split": name, **metrics})
     results = pd.DataFrame(rows)

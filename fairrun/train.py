@@ -144,8 +144,6 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = resolve_device(cfg.gpu)
         seed_everything(cfg.seed)
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
         splits = load_dataset(cfg.dataset)
         self.val, self.test = splits["val"], splits["test"]
         self.train_raw = apply_imbalance(splits["train"], cfg.imbalance, cfg.seed)

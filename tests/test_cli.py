@@ -137,7 +137,7 @@ def test_bad_subcommand_and_missing_run_dir(tmp_path):
 
 
 def test_ctrl_c_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_path):
-    args = [*TINY, "trainer.epochs=4", "trainer.batch_size=16"]
+    args = [*TINY, "trainer.epochs=3", "trainer.batch_size=32"]
     full = run_fairrun("train", *args, "hydra.run.dir=full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-2000:]
     proc = subprocess.Popen([sys.executable, "-m", "fairrun.cli", "train", *args, "hydra.run.dir=cut"],
