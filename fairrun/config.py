@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from fairrun.errors import ConfigError
 
@@ -89,44 +89,26 @@ class RunConfig:
 def typed_section(section: str, schema: type, node: Any) -> Any:
     """Merge ``node`` into the dataclass ``schema`` and return an instance, or raise ConfigError.
 
-    Catches wrong types and unknown keys (OmegaConf structured-config checks) and rephrases them as
+    Catches unknown keys and wrong types (OmegaConf structured-config checks) and rephrases them as
     one sentence naming the full key (``section.key``), the offending value and what is accepted.
     """
     if node is None:
         node = {}
     if not isinstance(node, (dict, DictConfig)):
         raise ConfigError(f"'{section}' must be a mapping of keys, got {node!r}.")
-    base = OmegaConf.structured(schema)
     try:
-        merged = OmegaConf.merge(base, node)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except ConfigKeyError as err:
         accepted = ", ".join(f.name for f in dataclasses.fields(schema))
-        if "not in struct" in str(err) or "Key '" in str(err) and "not in" in str(err):
-            raise ConfigError(
-                f"Unknown key '{section}.{key}'. The keys accepted in '{section}' are: {accepted}."
-            ) from None
-        value = _lookup(node, str(key))
-        expected = _expected_type(schema, str(key))
-        raise ConfigError(
-            f"Invalid value for '{section}.{key}': {value!r}. Expected {expected}."
-        ) from None
-
-
-def _lookup(node: Any, key: str) -> Any:
-    try:
-        return OmegaConf.select(OmegaConf.create(node), key) if not isinstance(node, DictConfig) \
-            else OmegaConf.select(node, key)
-    except OmegaConfBaseException:
-        return "?"
-
-
-def _expected_type(schema: type, key: str) -> str:
-    for f in dataclasses.fields(schema):
-        if f.name == key.split(".")[0]:
-            return f"a value of type {getattr(f.type, '__name__', f.type)}"
-    return "a value of the declared type"
+        raise ConfigError(f"Unknown key '{section}.{err.key}'. The keys accepted in '{section}' are: "
+                          f"{accepted}.") from None
+    except OmegaConfBaseException as err:
+        full_key = str(getattr(err, "full_key", None) or err.key)
+        top = full_key.split("[")[0].split(".")[0]
+        value = OmegaConf.select(OmegaConf.create(node), full_key, default="?")
+        declared = {f.name: f.type for f in dataclasses.fields(schema)}.get(top, "the declared type")
+        raise ConfigError(f"Invalid value for '{section}.{full_key}': {value!r}. Expected "
+                          f"{getattr(declared, '__name__', declared)}.") from None
 
 
 def require(ok: bool, key: str, value: Any, accepted: str) -> None:
