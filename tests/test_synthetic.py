@@ -113,9 +113,11 @@ def test_validation_errors_name_the_key(changes, key):
 
 
 def test_unachievable_correlation_message_gives_the_limit():
+    with pytest.raises(ValueError, match=r"not achievable .* \[-0\.229, 0\.229\]"):
+        validate_synthetic(SyntheticConfig(label_group_corr=0.4))  # default train share 0.95
+    validate_synthetic(SyntheticConfig(label_group_corr=(0.05 / 0.95) ** 0.5))
     with pytest.raises(ValueError, match=r"not achievable .* \[-0\.333, 0\.333\]"):
-        validate_synthetic(SyntheticConfig(label_group_corr=0.4))
-    validate_synthetic(SyntheticConfig(label_group_corr=1 / 3))
+        validate_synthetic(SyntheticConfig(group_proportions=[0.9, 0.1], label_group_corr=0.4))
 
 
 def _small_cnn() -> nn.Module:
