@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from fairrun import rundir
-from fairrun.config import RunConfig
+from fairrun.config import RunConfig, validate_run_config
 from fairrun.data.batches import epoch_order, num_batches, train_batches
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
@@ -328,10 +329,6 @@ class Trainer:
 
 def check_same_config(cfg: RunConfig, run_dir: Path) -> None:
     """Raise ConfigError when ``run_dir`` holds a run of a different configuration."""
-    from omegaconf import OmegaConf
-
-    from fairrun.config import validate_run_config
-
     saved = validate_run_config(OmegaConf.create(yaml.safe_load((run_dir / rundir.RUN_CONFIG).read_text())))
     if saved.fingerprint() != cfg.fingerprint():
         raise ConfigError(
@@ -360,8 +357,9 @@ def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     trainer = Trainer(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)
-    trainer.train_raw.counts().to_csv(run_dir / rundir.TRAIN_COUNTS)
-    log.info("training set (group x label):\n%s", trainer.train_raw.counts().to_string())
+    counts = trainer.train_raw.counts()
+    counts.to_csv(run_dir / rundir.TRAIN_COUNTS)
+    log.info("training set (group x label):\n%s", counts.to_string())
     purge_step = None
     if cfg.resume and (run_dir / rundir.LAST).is_file():
         trainer.restore(rundir.load_checkpoint(run_dir / rundir.LAST))

@@ -5,7 +5,6 @@ import pytest
 import torch
 from fairlearn.metrics import (
     MetricFrame,
-    count,
     demographic_parity_difference,
     equalized_odds_difference,
     false_positive_rate,
