@@ -127,6 +127,7 @@ def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
     protected = cfg.dataset.protected
     return {
         "run_dir": str(run_dir),
+        "split": None,  # filled per evaluated split; keeps the column second
         "dataset": cfg.dataset.name,
         "target": cfg.dataset.target,
         "protected": protected if isinstance(protected, str) else "+".join(protected),
