@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -208,3 +210,8 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
             section.validate()
     return RunConfig(dataset=dataset, model=model, method=method, trainer=trainer, gpu=gpu,
                      imbalance=imbalance, seed=seed, resume=resume)
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """Read and validate a run config saved by `fairrun train` (``run_config.yaml``)."""
+    return validate_run_config(OmegaConf.create(yaml.safe_load(Path(path).read_text())))

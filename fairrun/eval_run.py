@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
-from omegaconf import OmegaConf
 
 from fairrun import rundir
-from fairrun.config import GpuConfig, typed_section, validate_run_config
+from fairrun.config import GpuConfig, load_run_config, typed_section
 from fairrun.data.registry import load_dataset
 from fairrun.errors import FairrunError
 from fairrun.evaluate import evaluate_split
@@ -35,7 +33,7 @@ def run_eval(run_dir: Path, eval_cfg) -> pd.DataFrame:
         if not path.is_file():
             raise FairrunError(f"{run_dir} is not a finished fairrun run directory: {path.name} is missing "
                                f"(expected {rundir.RUN_CONFIG} and {rundir.BEST} written by fairrun train).")
-    cfg = validate_run_config(OmegaConf.create(yaml.safe_load(config_path.read_text())))
+    cfg = load_run_config(config_path)
     gpu = typed_section("gpu", GpuConfig, eval_cfg.gpu)
     device = resolve_device(gpu)
     splits = load_dataset(cfg.dataset)

@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from fairrun import rundir
-from fairrun.config import RunConfig, validate_run_config
+from fairrun.config import RunConfig, load_run_config
 from fairrun.data.batches import epoch_order, num_batches, train_batches
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
@@ -330,7 +329,7 @@ class Trainer:
 
 def check_same_config(cfg: RunConfig, run_dir: Path) -> None:
     """Raise ConfigError when ``run_dir`` holds a run of a different configuration."""
-    saved = validate_run_config(OmegaConf.create(yaml.safe_load((run_dir / rundir.RUN_CONFIG).read_text())))
+    saved = load_run_config(run_dir / rundir.RUN_CONFIG)
     if saved.fingerprint() != cfg.fingerprint():
         raise ConfigError(
             f"{run_dir} already holds a finished run with a different configuration. Launch into a new "
