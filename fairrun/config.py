@@ -231,9 +231,12 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
     postprocess = typed_section("postprocess", PostprocessConfig, cfg.get("postprocess"))
     evaluation.validate()
     postprocess.validate()
-    return RunConfig(dataset=dataset, model=model, method=method, trainer=trainer, gpu=gpu,
-                     imbalance=imbalance, seed=seed, resume=resume, eval_datasets=eval_datasets,
-                     eval=evaluation, postprocess=postprocess)
+    run = RunConfig(dataset=dataset, model=model, method=method, trainer=trainer, gpu=gpu,
+                    imbalance=imbalance, seed=seed, resume=resume, eval_datasets=eval_datasets,
+                    eval=evaluation, postprocess=postprocess)
+    if hasattr(method, "validate_run"):  # cross-section rules of a method (e.g. DP-SGD and gpu.amp)
+        method.validate_run(run)
+    return run
 
 
 def _validate_eval_datasets(entries: Any, dataset: Any) -> list:

@@ -26,19 +26,23 @@ from tqdm import tqdm
 
 from fairrun import rundir
 from fairrun.config import RunConfig, load_run_config
-from fairrun.data.batches import (Augmentation, epoch_order, fits_on_device, load_into_memory, move_to_device,
-                                  num_batches, train_batches)
+from fairrun.data.batches import Augmentation, fits_on_device, load_into_memory, move_to_device
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.evaluate import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
+from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.models import build_model
 from fairrun.report_table import print_results
 
 log = logging.getLogger("fairrun")
 
 EVAL_SPLITS = ("val", "test")
+# Every results row has the privacy columns, NaN for non-private runs, so sweeps mixing private and
+# non-private runs form one table; private methods fill them through ``extra_results``.
+PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multiplier": float("nan"),
+                   "max_grad_norm": float("nan")}
 
 
 class Interrupted(Exception):
@@ -70,12 +74,12 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer, cfg):
-    """``trainer.scheduler``: none | step (x gamma every epoch) | cosine (over all epochs); or None."""
+def build_scheduler(optimizer, cfg, epochs: int):
+    """``trainer.scheduler``: none | step (x gamma every epoch) | cosine (over ``epochs``); or None."""
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.gamma)
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return None
 
 
@@ -164,8 +168,13 @@ class Trainer:
         extra = [m.to(self.device) for m in self.method.extra_modules()]
         params = list(self.model.parameters()) + [p for m in extra for p in m.parameters()]
         optimizer = build_optimizer(params, cfg.trainer)
-        self.model, self.optimizer = self.method.wrap(self.model, optimizer)
-        self.scheduler = build_scheduler(self.optimizer, cfg.trainer)
+        self.plan = TrainingPlan(train=self.train, batch_size=cfg.trainer.batch_size, epochs=cfg.trainer.epochs,
+                                 lr=cfg.trainer.lr, seed=cfg.seed, device=self.device,
+                                 augmentation=self.augmentation, channels_last=self.channels_last,
+                                 model_name=cfg.model.name)
+        self.model, self.optimizer = self.method.wrap(self.model, optimizer, self.plan)
+        self.epochs, self.steps_per_epoch = self.method.schedule(self.plan)
+        self.scheduler = build_scheduler(self.optimizer, cfg.trainer, self.epochs)
         self.amp = cfg.gpu.amp if self.device.type == "cuda" else "off"
         if cfg.gpu.amp != "off" and self.device.type != "cuda":
             log.info("gpu.amp=%s is ignored on the CPU", cfg.gpu.amp)
@@ -224,19 +233,22 @@ class Trainer:
         self.state = LoopState(**ckpt["loop"])
 
     # -- training ----------------------------------------------------------------------------
-    def train_step(self, batch) -> tuple[float, int]:
+    def train_step(self, batch) -> StepResult:
+        """One optimisation step on ``batch``. An empty batch (possible under Poisson sampling) still
+        steps: DP-SGD then adds noise only, as its privacy analysis assumes."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.amp):
             outputs = self.method.forward(self.forward_model, batch.x)
             loss = self.method.loss(outputs, batch)
-        if not torch.isfinite(loss):
-            raise FairrunError(f"The training loss became {loss.item()} at epoch {self.state.epoch + 1}, "
+        value = float(loss.detach()) if len(batch.y) else 0.0
+        if not math.isfinite(value):
+            raise FairrunError(f"The training loss became {value} at epoch {self.state.epoch + 1}, "
                                f"step {self.state.step + 1}; lower trainer.lr or check the data.")
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         correct = int((outputs.logits.argmax(dim=1) == batch.y).sum())
-        return float(loss.detach()), correct
+        return StepResult(value, correct, len(batch.y))
 
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
         """Evaluate on the validation split; log accuracy, gaps and per-group accuracy (x: global step)."""
@@ -254,29 +266,27 @@ class Trainer:
 
     def fit(self, writer: SummaryWriter, stop: StopFlag) -> None:
         cfg, s = self.cfg.trainer, self.state
-        n_batches = num_batches(len(self.train), cfg.batch_size)
-        total_steps = n_batches * cfg.epochs
+        epochs, n_batches = self.epochs, self.steps_per_epoch
+        total_steps = n_batches * epochs
         self.model.train()
-        while s.epoch < cfg.epochs:
+        while s.epoch < epochs:
             started = time.perf_counter()
-            order = epoch_order(self.train, self.cfg.seed, s.epoch)
-            batches = train_batches(self.train, order, cfg.batch_size, self.device, s.step, self.channels_last,
-                                    self.augmentation, self.cfg.seed, s.epoch)
-            bar = tqdm(batches,
-                       total=n_batches, initial=s.step, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+            steps = self.method.epoch_batches(self.plan, s.epoch, s.step)
+            bar = tqdm(steps,
+                       total=n_batches, initial=s.step, desc=f"epoch {s.epoch + 1}/{epochs}",
                        leave=False, dynamic_ncols=True, disable=None)
-            for batch in bar:
+            for item in bar:
                 self.method.on_step(s.global_step, total_steps)
-                loss, correct = self.train_step(batch)
+                result = item if isinstance(item, StepResult) else self.train_step(item)
                 s.step += 1
                 s.global_step += 1
-                s.loss_sum += loss * len(batch.y)
-                s.correct += correct
-                s.seen += len(batch.y)
+                s.loss_sum += result.loss * result.seen
+                s.correct += result.correct
+                s.seen += result.seen
                 if s.global_step % 10 == 0:
-                    writer.add_scalar("train/loss_step", loss, s.global_step)
-                bar.set_postfix(loss=f"{s.loss_sum / s.seen:.4f}", acc=f"{s.correct / s.seen:.3f}")
-                if stop.requested:
+                    writer.add_scalar("train/loss_step", result.loss, s.global_step)
+                bar.set_postfix(loss=f"{s.loss_sum / max(s.seen, 1):.4f}", acc=f"{s.correct / max(s.seen, 1):.3f}")
+                if stop.requested and self.method.at_boundary():
                     s.train_seconds += time.perf_counter() - started
                     rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
                     raise Interrupted(f"saved {self.run_dir / rundir.LAST} at epoch {s.epoch + 1}, "
@@ -288,8 +298,10 @@ class Trainer:
             writer.add_scalar("train/accuracy", train_acc, s.global_step)
             writer.add_scalar("train/epoch", epoch, s.global_step)
             writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], s.global_step)
-            line = f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            for key, value in self.method.epoch_scalars().items():
+                writer.add_scalar(key, value, s.global_step)
+            line = f"epoch {epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
+            if epoch % cfg.eval_every == 0 or epoch == epochs:
                 val_acc, val_worst = self.validate(writer)
                 line += f"  | val acc {val_acc:.4f} worst-group {val_worst:.4f}"
                 s.history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -336,7 +348,8 @@ class Trainer:
                                 **model_io(self.train)}, self.run_dir / rundir.BEST)
         base = run_metadata(self.cfg, self.run_dir)
         base.update(train_seconds=self.state.train_seconds, best_epoch=self.state.best_epoch,
-                    epochs=self.cfg.trainer.epochs)
+                    epochs=self.epochs)
+        base.update(PRIVACY_COLUMNS)
         base.update({f"n_train[{k}]": int(v) for k, v in
                      zip(self.train_raw.group_names, torch.bincount(self.train_raw.g,
                                                                     minlength=self.train_raw.num_groups))})
@@ -375,7 +388,7 @@ class Trainer:
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in base.items()
                    if k in ("dataset", "target", "protected", "model", "method", "imbalance_ratio", "seed")}
         hparams.update(lr=self.cfg.trainer.lr, batch_size=self.cfg.trainer.batch_size,
-                       epochs=self.cfg.trainer.epochs)
+                       epochs=self.epochs)
         finite = {f"hparam/test_{k}": float(test[k]) for k in
                   ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff", "eopp_diff")
                   if not math.isnan(test[k])}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -98,17 +98,29 @@ def train_batches(split: LabeledSplit, order: torch.Tensor, batch_size: int, dev
     Works whether the split lives on the CPU (rows copied per batch) or already on ``device``.
     On the CPU the yielded ``x`` reuses one buffer: use a batch before asking for the next one.
     """
+    chunks = (order[start:start + batch_size] for start in range(start_step * batch_size, len(order), batch_size))
+    yield from batches_of(split, chunks, device, channels_last, aug, seed, epoch, first_batch=start_step)
+
+
+def batches_of(split: LabeledSplit, indices: Iterable[torch.Tensor], device: torch.device,
+               channels_last: bool = False, aug: Optional[Augmentation] = None, seed: int = 0, epoch: int = 0,
+               first_batch: int = 0) -> Iterator[Batch]:
+    """Yield one training batch per index tensor in ``indices`` (any sizes, empty ones included).
+
+    Batch ``k`` (counting from ``first_batch``) is augmented with the draws of
+    ``batch_generator(seed, epoch, k)``. On the CPU the yielded ``x`` reuses one buffer.
+    """
     home = split.y.device
     # On the CPU one float buffer serves every batch: large fresh allocations are mmap-ed and
     # page-faulted each time, which costs more than the conversion itself (CUDA's allocator caches).
     buffer = None
-    for start in range(start_step * batch_size, len(order), batch_size):
-        index = order[start:start + batch_size].to(home)
+    for number, index in enumerate(indices, start=first_batch):
+        index = torch.as_tensor(index, dtype=torch.long).to(home)
         weight = split.weights[index].to(device) if split.weights is not None else None
         images = split.images
         rows = images.index_select(0, index) if isinstance(images, torch.Tensor) else images[index]
         raw = rows.to(device, non_blocking=True)
-        generator = batch_generator(seed, epoch, start // batch_size) if aug is not None and aug.active else None
+        generator = batch_generator(seed, epoch, number) if aug is not None and aug.active else None
         if generator is not None and aug.hflip:
             raw = random_flip(raw, generator)  # on uint8: a quarter of the bytes to move
         if device.type == "cpu":
@@ -117,7 +129,7 @@ def train_batches(split: LabeledSplit, order: torch.Tensor, batch_size: int, dev
             x = buffer[:len(raw)].copy_(raw).div_(127.5).sub_(1.0)
         else:
             x = to_float(raw, device)
-        if generator is not None and aug.random_crop > 0:
+        if generator is not None and aug.random_crop > 0 and len(x):
             x = random_crop(x, aug.random_crop, generator)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -6,9 +6,17 @@ The loop (:class:`fairrun.train.Trainer`) calls, in order:
   ``sample_probs`` (a sampler, not copied data) set;
 * ``adapt_model(model)`` - may change the architecture (a bottleneck, one head per group) before the
   optimizer is built; ``fairrun eval`` calls it too, so the checkpoint loads into the same shape;
-* ``wrap(model, optimizer)`` - may wrap model and optimizer (e.g. DP-SGD);
+* ``wrap(model, optimizer, plan)`` - may wrap the optimizer (DP-SGD's Opacus optimizer) or replace it
+  (federated averaging's server optimizer); ``plan`` says what will be trained how (:class:`TrainingPlan`);
+* ``schedule(plan)`` - how many epochs of how many steps (default: ``trainer.epochs`` of
+  ``ceil(N / batch_size)`` batches);
+* ``epoch_batches(plan, epoch, start_step)`` - the steps of one epoch: :class:`Batch` objects, which the
+  loop trains on, or :class:`StepResult` objects for work the method did itself (a federated round).
+  The default draws a seeded permutation (or ``sample_probs`` draws) and cuts it into batches;
 * ``on_step(step, total_steps)`` then ``forward(model, x)`` and ``loss(outputs, batch)`` - every
   step (``step`` counts from 0 over the whole run); group labels are in the batch;
+* ``at_boundary()`` - whether a checkpoint may be written after the current step (DP-SGD: only at the
+  end of a logical batch); ``epoch_scalars()`` - values logged to TensorBoard after every epoch (ε);
 * ``after_fit(model, val, train)`` - after training, with the best checkpoint loaded;
 * ``write_files(run_dir)`` - the method's artefacts (e.g. fair_mask.json) into the run directory;
 * ``evaluation_variants()`` - extra evaluations (e.g. before masking) written as extra result rows;
@@ -20,13 +28,38 @@ trainable modules (adversaries, extra heads) are returned by ``extra_modules`` a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Iterator, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairrun.data.base import Batch  # noqa: F401  (re-exported: methods see batches)
+from fairrun.data.base import Batch, LabeledSplit  # noqa: F401  (re-exported: methods see batches)
+from fairrun.data.batches import Augmentation, epoch_order, num_batches, train_batches
+
+
+@dataclass
+class TrainingPlan:
+    """What the training loop will train on and how, as the methods' ``wrap``/``schedule`` hooks see it."""
+
+    train: LabeledSplit  # the training split actually used (after ``prepare``)
+    batch_size: int  # trainer.batch_size
+    epochs: int  # trainer.epochs
+    lr: float  # trainer.lr
+    seed: int
+    device: torch.device
+    augmentation: Augmentation
+    channels_last: bool = False
+    model_name: str = ""  # model.name (e.g. to choose how per-example gradients are computed)
+
+
+@dataclass
+class StepResult:
+    """A training step a method carried out itself: mean loss, number correct, examples seen."""
+
+    loss: float
+    correct: int
+    seen: int
 
 
 @dataclass
@@ -67,9 +100,27 @@ class Method:
         """Trainable modules the method owns; they are moved to the device and join the optimizer."""
         return []
 
-    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer):
-        """Return (model, optimizer), possibly wrapped."""
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, plan: TrainingPlan):
+        """Return (model, optimizer), possibly wrapped; the model returned is the one saved and evaluated."""
         return model, optimizer
+
+    def schedule(self, plan: TrainingPlan) -> tuple[int, int]:
+        """(number of epochs, steps per epoch) of the training loop."""
+        return plan.epochs, num_batches(len(plan.train), plan.batch_size)
+
+    def epoch_batches(self, plan: TrainingPlan, epoch: int, start_step: int) -> Iterator[Union[Batch, StepResult]]:
+        """The steps of epoch ``epoch`` from step ``start_step`` on (a function of seed and epoch only)."""
+        order = epoch_order(plan.train, plan.seed, epoch)
+        return train_batches(plan.train, order, plan.batch_size, plan.device, start_step, plan.channels_last,
+                             plan.augmentation, plan.seed, epoch)
+
+    def at_boundary(self) -> bool:
+        """Whether the loop may checkpoint (and stop) after the step just taken."""
+        return True
+
+    def epoch_scalars(self) -> dict:
+        """Scalars logged to TensorBoard after every epoch (e.g. ``privacy/epsilon``)."""
+        return {}
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> Outputs:
         """Run the model: latent representation, then logits."""
