@@ -8,11 +8,13 @@ found by Opacus' ``get_noise_multiplier`` binary search.
 from __future__ import annotations
 
 import math
+import types
 
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.validators import ModuleValidator
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from fairrun.config import require, require_choice
 from fairrun.errors import ConfigError
@@ -91,12 +93,23 @@ def privacy_columns(epsilon: float, delta: float, noise_multiplier: float, clip:
             "dp_sample_rate": sample_rate, "dp_steps": steps, "dp_accountant": accountant}
 
 
+def _residual_forward(block, x):
+    """torchvision's BasicBlock/Bottleneck forward with ``out + identity`` instead of ``out += identity``."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    if isinstance(block, Bottleneck):
+        out = block.bn3(block.conv3(block.relu(out)))
+    return block.relu(out + identity)
+
+
 def opacus_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """Make ``model`` trainable with per-sample gradients; returns (model, notes on what changed).
 
     Opacus' ``ModuleValidator.fix`` replaces BatchNorm (which mixes examples of a batch, so no per-example
     gradient exists) by GroupNorm with min(32, C) groups; in-place activations are made out-of-place
-    because Opacus' backward hooks cannot see through in-place changes of a hooked module's output.
+    because Opacus' backward hooks cannot see through in-place changes of a hooked module's output (the
+    shortcut addition of torchvision's residual blocks included).
     Called from ``adapt_model``, so ``fairrun eval`` rebuilds the same architecture from best.pt.
     """
     before = {type(m).__name__ for m in model.modules()}
@@ -108,6 +121,9 @@ def opacus_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
     inplace = [m for m in model.modules() if getattr(m, "inplace", False)]
     for module in inplace:
         module.inplace = False
+    for module in model.modules():  # torchvision residual blocks add the shortcut in place: do it out of place
+        if isinstance(module, (BasicBlock, Bottleneck)):
+            module.forward = types.MethodType(_residual_forward, module)
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         raise ConfigError(f"The model ({', '.join(sorted(before))}) cannot be trained privately even after "
