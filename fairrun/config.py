@@ -21,6 +21,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from fairrun.decision import EvalConfig, PostprocessConfig
 from fairrun.errors import ConfigError
 
+# `${unless_set:${.other},value}`: `value` unless the sibling key `other` is set, then null. Lets a YAML give a
+# default that yields to an alternative key (dpsgd's noise_multiplier yields to target_epsilon), while
+# setting both explicitly stays an error.
+OmegaConf.register_new_resolver("unless_set", lambda other, value: value if other is None else None, replace=True)
+
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 DATA_ON_DEVICE = ("auto", "true", "false")

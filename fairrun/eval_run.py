@@ -17,11 +17,21 @@ from fairrun.methods import build_method
 from fairrun.models import build_model
 from fairrun.report_table import print_results
 from fairrun.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
-from fairrun.train import resolve_device, run_metadata
+from fairrun.train import PRIVACY_COLUMNS, resolve_device, run_metadata
 
 log = logging.getLogger("fairrun")
 
 EVAL_RESULTS = "eval_results.pkl"
+
+
+def privacy_of(run_dir: Path) -> dict:
+    """The privacy columns of a run (ε and friends, as written at training time; NaN if not private)."""
+    columns = dict(PRIVACY_COLUMNS)
+    trained = run_dir / rundir.RESULTS
+    if trained.is_file():
+        first = pd.read_pickle(trained).iloc[0]
+        columns.update({k: first[k] for k in first.index if k in PRIVACY_COLUMNS or k.startswith("dp_")})
+    return columns
 
 
 def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.DataFrame:
@@ -57,7 +67,8 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
     model.to(device)
     batch_size = eval_cfg.batch_size or cfg.trainer.eval_batch_size
     amp = gpu.amp if device.type == "cuda" else "off"
-    base = {**run_metadata(cfg, run_dir), "best_epoch": best["epoch"], "evaluated_on": str(device)}
+    base = {**run_metadata(cfg, run_dir), "best_epoch": best["epoch"], "evaluated_on": str(device),
+            **privacy_of(run_dir)}
     if other is not None:
         return evaluate_other(run_dir, cfg, other, explicit_keys, model, method, model_classes, base,
                               batch_size, device, amp, gpu.num_workers, threshold=best.get("threshold"))

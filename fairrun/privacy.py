@@ -69,9 +69,9 @@ def validate_privacy_keys(cfg, *, clip_key: str) -> None:
     if (cfg.noise_multiplier is None) == (cfg.target_epsilon is None):
         raise ConfigError(
             f"Set exactly one of method.noise_multiplier and method.target_epsilon (got noise_multiplier="
-            f"{cfg.noise_multiplier!r}, target_epsilon={cfg.target_epsilon!r}). With target_epsilon, the "
-            f"noise is chosen so the planned training spends that ε; pass the other as null, e.g. "
-            f"method.noise_multiplier=null method.target_epsilon=8."
+            f"{cfg.noise_multiplier!r}, target_epsilon={cfg.target_epsilon!r}). Give a noise level, e.g. "
+            f"method.noise_multiplier=1.0, or a privacy budget, e.g. method.target_epsilon=8 (the noise is "
+            f"then chosen so the planned training spends that ε), not both."
         )
     if cfg.noise_multiplier is not None:
         require(cfg.noise_multiplier >= 0, "method.noise_multiplier", cfg.noise_multiplier,

@@ -157,6 +157,7 @@ class Trainer:
             raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
         self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
                                    num_groups=self.train_raw.num_groups)
+        self.method.bind(cfg, self.run_dir, self.device)
         self.train = self.place_training_data(self.method.prepare(self.train_raw))
         self.augmentation = Augmentation.from_dataset(cfg.dataset)
         channels, size = self.train.images.shape[1], self.train.images.shape[-1]

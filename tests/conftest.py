@@ -22,10 +22,14 @@ TINY = [
 ]
 
 
+def fairrun_env() -> dict:
+    """The environment of CLI subprocesses: a fixed thread count, so runs compare bit for bit."""
+    return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+
+
 def run_fairrun(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the fairrun CLI in a subprocess (as a user would) and capture its output."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
-    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=fairrun_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 

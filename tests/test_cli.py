@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fairrun.evaluate import metrics_from_predictions
-from tests.conftest import TINY, run_fairrun
+from tests.conftest import TINY, fairrun_env, run_fairrun
 
 REQUIRED_COLUMNS = ["run_dir", "split", "dataset", "target", "protected", "model", "method",
                     "imbalance_ratio", "seed", "n", "accuracy", "balanced_accuracy", "auc", "ap", "acc_gap",
@@ -141,7 +141,8 @@ def test_ctrl_c_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_p
     full = run_fairrun("train", *args, "hydra.run.dir=full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-2000:]
     proc = subprocess.Popen([sys.executable, "-m", "fairrun.cli", "train", *args, "hydra.run.dir=cut"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=fairrun_env())
     last = tmp_path / "cut" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline and proc.poll() is None:

@@ -225,7 +225,7 @@ def test_dirichlet_partition_is_reproducible_and_skewed_by_small_alpha():
 # -- configuration errors ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, key, accepted", [
-    (["method.target_epsilon=3"], "method.noise_multiplier", "method.target_epsilon"),
+    (["method.noise_multiplier=1", "method.target_epsilon=3"], "method.noise_multiplier", "method.target_epsilon"),
     (["method.clip=0"], "method.clip", "> 0"),
     (["method.clip=-1"], "method.clip", "> 0"),
     (["method.client_rate=0"], "method.client_rate", "(0, 1]"),

@@ -74,7 +74,7 @@ def test_epsilon_helper_matches_opacus_reference_values():
 
 
 def test_target_epsilon_is_met(tmp_path):
-    result = run([*SMALL, "method=dpsgd", "method.noise_multiplier=null", "method.target_epsilon=3"], tmp_path)
+    result = run([*SMALL, "method=dpsgd", "method.target_epsilon=3"], tmp_path)  # σ's default yields
     test = result.loc["test"]
     planned = 2 * math.ceil(600 / 64)
     spent = privacy.epsilon_for("rdp", test["noise_multiplier"], test["dp_sample_rate"], planned, test["delta"])
@@ -144,7 +144,7 @@ def test_interrupted_private_run_resumes_exactly(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, names", [
-    (["method.target_epsilon=5"], "noise_multiplier"),  # both σ and a target ε
+    (["method.noise_multiplier=1", "method.target_epsilon=5"], "noise_multiplier"),  # both σ and a target ε
     (["method.noise_multiplier=null"], "target_epsilon"),  # neither
     (["method.max_grad_norm=0"], "method.max_grad_norm"),
     (["method.balance=reweight"], "method.balance=reweight"),
@@ -155,3 +155,20 @@ def test_interrupted_private_run_resumes_exactly(tmp_path, monkeypatch):
 def test_bad_keys_are_clear_errors(overrides, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         validate_run_config(compose_train([*SMALL, "method=dpsgd", *overrides]))
+
+
+def test_auto_mode_falls_back_when_opacus_refuses_a_mode(monkeypatch):
+    import fairrun.methods.dpsgd as dpsgd
+    from opacus.grad_sample.utils import wrap_model as real_wrap
+
+    def refusing(model, mode, **kwargs):
+        if mode == "ghost":
+            raise NotImplementedError("no ghost clipping for this layer")
+        return real_wrap(model, mode, **kwargs)
+
+    monkeypatch.setattr(dpsgd, "wrap_model", refusing)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    _, mode = dpsgd.per_example_module(model, "ghost", 1.0, fallback=True)
+    assert mode == "hooks"
+    with pytest.raises(ConfigError, match="grad_sample_mode=ghost"):
+        dpsgd.per_example_module(torch.nn.Sequential(torch.nn.Linear(3, 2)), "ghost", 1.0, fallback=False)

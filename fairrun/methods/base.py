@@ -2,6 +2,7 @@
 
 The loop (:class:`fairrun.train.Trainer`) calls, in order:
 
+* ``bind(run, run_dir, device)`` - first, with the whole run config (for staged methods such as gan_debias);
 * ``prepare(train)`` - before training: may return the training split with per-sample ``weights`` or
   ``sample_probs`` (a sampler, not copied data) set;
 * ``adapt_model(model)`` - may change the architecture (a bottleneck, one head per group) before the
@@ -84,6 +85,10 @@ class Method:
         self.cfg = cfg
         self.num_classes = num_classes
         self.num_groups = num_groups
+
+    def bind(self, run, run_dir, device: torch.device) -> None:
+        """Called first by the training loop with the whole validated run config, the run directory and the
+        device, for methods whose stages need them (sub-runs, cached artefacts in the run directory)."""
 
     def prepare(self, train):
         """Return the training split to use (weights / sampling probabilities set here)."""

@@ -155,6 +155,23 @@ def choose_grad_sample_mode(requested: str, model_name: str) -> str:
     return "ghost" if model_name in GHOST_FIRST else "hooks"
 
 
+def per_example_module(model: nn.Module, mode: str, max_grad_norm: float, fallback: bool):
+    """Opacus' per-example-gradient wrapper of ``model`` in ``mode``; with ``fallback`` (``auto``), a mode
+    Opacus refuses for this model is replaced by the next of ghost → hooks → functorch."""
+    modes = [mode] + ([m for m in ("hooks", "functorch") if m != mode] if fallback else [])
+    for i, candidate in enumerate(modes):
+        try:
+            extra = {"max_grad_norm": max_grad_norm} if candidate == "ghost" else {}
+            return wrap_model(model, candidate, batch_first=True, loss_reduction="mean", **extra), candidate
+        except (NotImplementedError, ValueError) as err:
+            if i + 1 == len(modes):
+                raise ConfigError(f"Opacus cannot compute per-example gradients for this model with "
+                                  f"method.grad_sample_mode={candidate}: {err}. Try another grad_sample_mode "
+                                  f"(hooks, ghost, functorch) or model.") from None
+            log.warning("dpsgd: grad_sample_mode=%s is not supported for this model (%s); trying %s",
+                        candidate, err, modes[i + 1])
+
+
 @register
 class DPSGD(Method):
     """Differentially private SGD (M. Abadi, A. Chu, I. Goodfellow, H. B. McMahan, I. Mironov, K. Talwar and
@@ -242,8 +259,8 @@ class DPSGD(Method):
         self.info = {"sigma": float(sigma), "delta": float(delta), "sample_rate": sample_rate,
                      "accountant": cfg.accountant, "mode": mode, "expected_batch": expected_batch}
         self.noise_generator = torch.Generator(device=plan.device).manual_seed(plan.seed + 12_345)
-        extra = {"max_grad_norm": cfg.max_grad_norm} if mode == "ghost" else {}
-        module = wrap_model(model, mode, batch_first=True, loss_reduction="mean", **extra)
+        module, mode = per_example_module(model, mode, cfg.max_grad_norm, fallback=cfg.grad_sample_mode == "auto")
+        self.info["mode"] = mode
         optimizer_class = get_optimizer_class(clipping="flat", distributed=False, grad_sample_mode=mode)
         self.optimizer = optimizer_class(optimizer, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
                                          expected_batch_size=expected_batch, loss_reduction="mean",
