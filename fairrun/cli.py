@@ -26,7 +26,11 @@ COMMANDS = {
             "(… dataset=NAME dataset.root=DIR)",
     "prepare": "decode a dataset once into the image cache: fairrun prepare dataset=NAME dataset.root=DIR",
     "data": "group x label counts, group-frequency chart and sample grid: fairrun data dataset=NAME",
+    "gan": "fairrun gan train dataset=NAME [gan.*]: train fairrun's GAN, export a TorchScript generator",
+    "vae": "fairrun vae train dataset=NAME [vae.*] | fairrun vae minority run_dir=PATH fraction=0.05",
 }
+# Commands with a second word: `fairrun gan train`, `fairrun vae minority`.
+SUBCOMMANDS = {"gan": ("train",), "vae": ("train", "minority")}
 USAGE = """usage: fairrun <command> [hydra overrides ...]
 
 fairrun trains image classifiers and measures how fair they are; every run leaves a run directory
@@ -45,6 +49,8 @@ examples:
   fairrun eval run_dir=outputs/2026-01-01/12-00-00 dataset=utkface dataset.root=/data/UTKFace
   fairrun prepare dataset=celeba dataset.root=/data/celeba dataset.image_size=64
   fairrun data dataset=celeba dataset.root=/data/celeba imbalance=study imbalance.ratio=0.99
+  fairrun gan train dataset=synthetic gan.epochs=20
+  fairrun vae train dataset=synthetic && fairrun vae minority run_dir=outputs/vae/DATE/TIME fraction=0.05
 """
 
 _task_started = False
@@ -124,7 +130,37 @@ def data_app(cfg: DictConfig) -> None:
         run_data_report(validate_data_report_config(cfg), out_dir)
 
 
-APPS = {"train": train_app, "eval": eval_app, "prepare": prepare_app, "data": data_app}
+@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="gan")
+def gan_train_app(cfg: DictConfig) -> None:
+    """`fairrun gan train dataset=NAME`: train the built-in GAN and export its generator."""
+    from fairrun.generative.gan import run_gan_train
+
+    out_dir = Path(to_absolute_path(cfg.out_dir))
+    with user_errors(out_dir):
+        run_gan_train(cfg)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="vae")
+def vae_train_app(cfg: DictConfig) -> None:
+    """`fairrun vae train dataset=NAME`: train the convolutional VAE."""
+    from fairrun.generative.vae import run_vae_train
+
+    out_dir = Path(to_absolute_path(cfg.out_dir))
+    with user_errors(out_dir):
+        run_vae_train(cfg)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="vae_minority")
+def vae_minority_app(cfg: DictConfig) -> None:
+    """`fairrun vae minority run_dir=PATH`: the rarest training images under the VAE's latent density."""
+    from fairrun.generative.minority import run_vae_minority
+
+    with user_errors():
+        run_vae_minority(cfg)
+
+
+APPS = {"train": train_app, "eval": eval_app, "prepare": prepare_app, "data": data_app,
+        "gan train": gan_train_app, "vae train": vae_train_app, "vae minority": vae_minority_app}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,6 +171,15 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE.format(commands=commands))
         return
     command, rest = argv[0], argv[1:]
+    if command in SUBCOMMANDS:
+        words = SUBCOMMANDS[command]
+        if not rest or rest[0] not in words:
+            given = f"{rest[0]!r}" if rest else "nothing"
+            print(_paragraph(f"fairrun: error: fairrun {command} needs one of: {', '.join(words)} (got {given}), "
+                             f"e.g. fairrun {command} {words[0]} dataset=synthetic. {COMMANDS[command]}."),
+                  file=sys.stderr)
+            sys.exit(2)
+        command, rest = f"{command} {rest[0]}", rest[1:]
     if command not in APPS:
         print(_paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
                          f"{', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
@@ -144,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
                          "fairrun eval run_dir=PATH (a directory written by fairrun train)."), file=sys.stderr)
         sys.exit(2)
-    sys.argv = [f"fairrun-{command}", *rest]
+    sys.argv = [f"fairrun-{command.replace(' ', '-')}", *rest]
     try:
         APPS[command]()
     except SystemExit as exit_:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import tempfile
 from hydra import compose, initialize_config_module
 
@@ -15,6 +16,11 @@ from hydra import compose, initialize_config_module
 os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
 
 # A run that takes a few seconds on 2 CPU cores.
+# Under pytest-xdist (`pytest -n 2`) every worker trains with one thread, so two workers share two cores
+# instead of oversubscribing them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 TINY_CNN = ["model.width=8", "model.blocks=2"]
 TINY = [
     "dataset.n_train=600", "dataset.n_val=200", "dataset.n_test=300", "dataset.image_size=16",

@@ -156,3 +156,10 @@ def test_ctrl_c_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_p
     a = pd.read_pickle(tmp_path / "full" / "results.pkl").drop(columns=["run_dir", "train_seconds"])
     b = pd.read_pickle(tmp_path / "cut" / "results.pkl").drop(columns=["run_dir", "train_seconds"])
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_generative_subcommands_need_their_second_word_and_valid_keys(tmp_path):
+    missing = run_fairrun("vae", cwd=tmp_path)
+    assert missing.returncode == 2 and "train, minority" in missing.stderr
+    bad = run_fairrun("gan", "train", "gan.loss=wasserstein", f"out_dir={tmp_path / 'gan'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "gan.loss" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,1 @@
+"""Generative models used by the generative de-biasing methods."""
