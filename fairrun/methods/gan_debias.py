@@ -189,9 +189,7 @@ class GanDebias(Method):
         from fairrun.generative.latent import complementary_latents, fit_hyperplane
 
         cfg = self.cfg
-        train = load_into_memory(train)
-        if not isinstance(train.images, torch.Tensor):
-            train = dataclasses.replace(train, images=train.images.materialize())
+        train = materialized(train)
         if train.num_groups != 2:
             raise ConfigError(f"method=gan_debias flips a binary protected attribute; dataset.protected="
                               f"{self.run.dataset.protected} has {train.num_groups} groups ({train.group_names}).")
@@ -253,18 +251,7 @@ class GanDebias(Method):
         self.summary = {"gd_svm_acc_target": planes["svm_accuracy_target"],
                         "gd_svm_acc_protected": planes["svm_accuracy_protected"],
                         "gd_cos_planes": planes["cos_w_a_w_g"], "gd_n_generated": int(len(fake_y))}
-        if cfg.fake_only:
-            images_all, y_all, g_all = fake_images, fake_y, fake_g
-            weights = None
-        else:
-            images_all = torch.cat([train.images.cpu(), fake_images])
-            y_all, g_all = torch.cat([train.y.cpu(), fake_y]), torch.cat([train.g.cpu(), fake_g])
-            weights = None
-            if cfg.synthetic_weight != 1.0:
-                weights = torch.cat([torch.ones(len(train)), torch.full((len(fake_y),), float(cfg.synthetic_weight))])
-        augmented = LabeledSplit(name="train", images=images_all, y=y_all, g=g_all,
-                                 group_names=list(train.group_names), class_names=list(train.class_names),
-                                 weights=weights)
+        augmented = with_generated(train, fake_images, fake_y, fake_g, cfg.synthetic_weight, cfg.fake_only)
         log.info("gan_debias stage 6: training on %d real + %d generated images (G(z) and G(z') pairs); "
                  "group x label counts:\n%s", 0 if cfg.fake_only else len(train), len(fake_y),
                  augmented.counts().to_string())
@@ -288,6 +275,29 @@ class GanDebias(Method):
 
     def extra_results(self) -> dict:
         return dict(self.summary)
+
+
+def materialized(train: LabeledSplit) -> LabeledSplit:
+    """The training split with its images as one in-memory uint8 tensor (to append generated ones)."""
+    train = load_into_memory(train)
+    if not isinstance(train.images, torch.Tensor):
+        train = dataclasses.replace(train, images=train.images.materialize())
+    return train
+
+
+def with_generated(train: LabeledSplit, images: torch.Tensor, y: torch.Tensor, g: torch.Tensor,
+                   synthetic_weight: float = 1.0, fake_only: bool = False) -> LabeledSplit:
+    """Real rows followed by generated ones (or the generated ones alone); generated rows weigh
+    ``synthetic_weight`` in the loss (no weights at all when it is 1)."""
+    if fake_only:
+        return LabeledSplit(name="train", images=images, y=y, g=g, group_names=list(train.group_names),
+                            class_names=list(train.class_names))
+    weights = None
+    if synthetic_weight != 1.0:
+        weights = torch.cat([torch.ones(len(train)), torch.full((len(y),), float(synthetic_weight))])
+    return LabeledSplit(name="train", images=torch.cat([train.images.cpu(), images]), y=torch.cat([train.y.cpu(), y]),
+                        g=torch.cat([train.g.cpu(), g]), group_names=list(train.group_names),
+                        class_names=list(train.class_names), weights=weights)
 
 
 def load_classifier(run_dir: Path, cfg, device):

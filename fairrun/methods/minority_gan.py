@@ -1,7 +1,6 @@
 """Minority GAN augmentation: generate more images like the under-represented ones and train on them too."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -10,12 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairrun import rundir
 from fairrun.config import require, require_choice
 from fairrun.data.base import LabeledSplit
-from fairrun.data.batches import load_into_memory
 from fairrun.errors import ConfigError
-from fairrun.methods.gan_debias import GanDebias, match_names, score
+from fairrun.methods.gan_debias import GanDebias, match_names, materialized, score, with_generated
 from fairrun.methods.registry import register
 
 log = logging.getLogger("fairrun")
@@ -108,9 +105,7 @@ class MinorityGan(GanDebias):
         from fairrun.generative.generators import sample_latents
 
         cfg = self.cfg
-        train = load_into_memory(train)
-        if not isinstance(train.images, torch.Tensor):
-            train = dataclasses.replace(train, images=train.images.materialize())
+        train = materialized(train)
         minority = self.minority(train)
         if cfg.generator is None and len(minority) < 16:
             raise ConfigError(f"The minority set has {len(minority)} images, too few to train a GAN on; raise "
@@ -130,13 +125,7 @@ class MinorityGan(GanDebias):
             p = score(prot_model, prot_method, images, self.device, cfg.batch_size)
             g_fake = torch.as_tensor(group_index[(p > prot_threshold).astype(int)], dtype=torch.long)
         self.write_grid(images)
-        weights = None
-        if cfg.synthetic_weight != 1.0:
-            weights = torch.cat([torch.ones(len(train)), torch.full((len(images),), float(cfg.synthetic_weight))])
-        augmented = LabeledSplit(name="train", images=torch.cat([train.images.cpu(), images]),
-                                 y=torch.cat([train.y.cpu(), y_fake]), g=torch.cat([train.g.cpu(), g_fake]),
-                                 group_names=list(train.group_names), class_names=list(train.class_names),
-                                 weights=weights)
+        augmented = with_generated(train, images, y_fake, g_fake, cfg.synthetic_weight)
         self.summary["mg_n_generated"] = len(images)
         log.info("minority_gan: training on %d real + %d generated images; group x label counts:\n%s", len(train),
                  len(images), augmented.counts().to_string())
