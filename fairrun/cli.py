@@ -28,6 +28,7 @@ COMMANDS = {
     "data": "group x label counts, group-frequency chart and sample grid: fairrun data dataset=NAME",
     "gan": "fairrun gan train dataset=NAME [gan.*]: train fairrun's GAN, export a TorchScript generator",
     "vae": "fairrun vae train dataset=NAME [vae.*] | fairrun vae minority run_dir=PATH fraction=0.05",
+    "report": "fairrun report PATH [--metrics ...] [--by ...]: one table and plots from every run under PATH",
 }
 # Commands with a second word: `fairrun gan train`, `fairrun vae minority`.
 SUBCOMMANDS = {"gan": ("train",), "vae": ("train", "minority")}
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE.format(commands=commands))
         return
     command, rest = argv[0], argv[1:]
+    if command == "report":  # not a Hydra app: it reads finished runs, it composes no config
+        from fairrun.report.cli import report_main
+
+        sys.exit(report_main(rest))
     if command in SUBCOMMANDS:
         words = SUBCOMMANDS[command]
         if not rest or rest[0] not in words:

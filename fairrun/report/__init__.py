@@ -1,0 +1,1 @@
+"""`fairrun report`: many run directories -> one sweep DataFrame -> tables, plots, noise marks."""
