@@ -35,8 +35,21 @@ class EvalConfig:
     """``eval.*``: how scores become decisions for the label-based metrics."""
 
     threshold: Any = 0.5  # a number in (0, 1), calibrated, or f1
+    bootstrap: int = 1000  # bootstrap replicates for the <metric>_lo/_median/_hi columns; 0 = none
+    confidence: float = 0.95  # level of the percentile-bootstrap intervals
+    bootstrap_scores: Any = "auto"  # intervals of auc/ap/kl/ti_gap too: true, false, or auto (N x B <= 5e7)
 
     def validate(self) -> None:
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 0:
+            raise ConfigError(f"Invalid value for 'eval.bootstrap': {self.bootstrap!r}. Accepted: the number "
+                              f"of bootstrap replicates, an integer >= 0 (default 1000; 0 = no intervals).")
+        if not (isinstance(self.confidence, (int, float)) and not isinstance(self.confidence, bool)
+                and 0 < self.confidence < 1):
+            raise ConfigError(f"Invalid value for 'eval.confidence': {self.confidence!r}. Accepted: a number "
+                              f"in (0, 1), e.g. 0.95 for 95% intervals.")
+        if self.bootstrap_scores not in (True, False, "auto"):
+            raise ConfigError(f"Invalid value for 'eval.bootstrap_scores': {self.bootstrap_scores!r}. Accepted: "
+                              f"true, false or auto (when test rows x replicates <= 50 million).")
         t = self.threshold
         ok = t in THRESHOLD_RULES or (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1)
         if not ok:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -14,6 +15,9 @@ from fairrun.data.batches import to_float
 from fairrun.decision import apply_threshold, choose_threshold, fit_threshold_optimizer, postprocessed
 from fairrun.errors import FairrunError
 from fairrun.metrics import group_metrics
+from fairrun.metrics.bootstrap import bootstrap_intervals, should_bootstrap_scores
+
+log = logging.getLogger("fairrun")
 
 
 def autocast(device: torch.device, amp: str):
@@ -83,6 +87,28 @@ class DecisionRule:
     threshold: Optional[float] = None
     optimizer: Any = None
     seed: int = 0
+    bootstrap: int = 1000  # replicates of the percentile-bootstrap intervals (eval.bootstrap)
+    confidence: float = 0.95
+    bootstrap_scores: Any = "auto"
+
+
+def with_intervals(metrics: dict, pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list[str],
+                   num_classes: int) -> dict:
+    """``metrics`` plus the bootstrap columns ``<metric>_lo/_median/_hi`` of the split's predictions.
+
+    Seeded by the run's seed and the split name (see :mod:`fairrun.metrics.bootstrap`).
+    """
+    if rule.bootstrap <= 0 or len(pred) == 0:
+        return metrics
+    scores = pred["y_score"].to_numpy() if num_classes == 2 else None
+    if scores is not None and not should_bootstrap_scores(len(pred), rule.bootstrap, rule.bootstrap_scores):
+        log.info("%s: no bootstrap intervals for auc/ap/kl/ti_gap (%d rows x %d replicates is above the "
+                 "eval.bootstrap_scores=auto budget; set eval.bootstrap_scores=true to compute them)",
+                 name, len(pred), rule.bootstrap)
+    return {**metrics, **bootstrap_intervals(
+        pred["y_true"].to_numpy(), pred["y_pred"].to_numpy(), pred["group"].cat.codes.to_numpy(), scores=scores,
+        group_names=group_names, num_classes=num_classes, n_boot=rule.bootstrap, confidence=rule.confidence,
+        seed=rule.seed, name=name, score_metrics=rule.bootstrap_scores)}
 
 
 def fit_decision_rule(val_pred: pd.DataFrame, num_classes: int, eval_cfg, postprocess_cfg, seed: int,
@@ -92,8 +118,11 @@ def fit_decision_rule(val_pred: pd.DataFrame, num_classes: int, eval_cfg, postpr
     A ``threshold`` given (e.g. the one saved in best.pt) is reused instead of choosing again.
     Multi-class targets keep the arg-max rule.
     """
+    intervals = {} if eval_cfg is None else dict(
+        bootstrap=getattr(eval_cfg, "bootstrap", 1000), confidence=getattr(eval_cfg, "confidence", 0.95),
+        bootstrap_scores=getattr(eval_cfg, "bootstrap_scores", "auto"))
     if num_classes != 2:
-        return DecisionRule(None, None, seed)
+        return DecisionRule(None, None, seed, **intervals)
     if threshold is None:
         threshold = choose_threshold(eval_cfg.threshold if eval_cfg is not None else 0.5, val_pred)
     optimizer = None
@@ -102,7 +131,7 @@ def fit_decision_rule(val_pred: pd.DataFrame, num_classes: int, eval_cfg, postpr
             optimizer = fit_threshold_optimizer(postprocess_cfg, val_pred)
         except ValueError as err:
             raise FairrunError(f"postprocess=threshold could not be fitted on the validation set: {err}") from None
-    return DecisionRule(threshold, optimizer, seed)
+    return DecisionRule(threshold, optimizer, seed, **intervals)
 
 
 def measure(pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list[str],
@@ -115,17 +144,20 @@ def measure(pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list
     if rule.threshold is not None:
         pred = apply_threshold(pred, rule.threshold)
     extra = {"threshold": rule.threshold if rule.threshold is not None else float("nan")}
+
+    def metrics_of(frame: pd.DataFrame, split_name: str) -> dict:
+        return with_intervals({**extra, **metrics_from_predictions(frame, group_names, num_classes)}, frame, rule,
+                              split_name, group_names, num_classes)
+
     if rule.optimizer is None:
-        return [(name, {**extra, **metrics_from_predictions(pred, group_names, num_classes)}, pred)]
+        return [(name, metrics_of(pred, name), pred)]
     try:
         post = postprocessed(rule.optimizer, pred, rule.seed)
     except ValueError as err:
         raise FairrunError(f"postprocess=threshold cannot be applied to split {name}: {err} (every group "
                            f"must be present in the validation set).") from None
     raw_name = f"{name}_raw"
-    return [(name, {**extra, **metrics_from_predictions(post, group_names, num_classes)}, post),
-            (raw_name, {**extra, **metrics_from_predictions(pred, group_names, num_classes)},
-             pred.assign(split=raw_name))]
+    return [(name, metrics_of(post, name), post), (raw_name, metrics_of(pred, raw_name), pred.assign(split=raw_name))]
 
 
 def raw_predictions(model, method, split: LabeledSplit, name: str, batch_size: int, device: torch.device,

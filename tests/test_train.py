@@ -59,7 +59,8 @@ def test_sgd_with_step_scheduler_and_intersectional_groups(tiny_cfg, tmp_path):
     results = run_training(tiny_cfg("trainer.optimizer=sgd", "trainer.scheduler=step", "trainer.lr=0.05",
                                     "dataset.protected=[group,glasses]"), tmp_path / "x")
     assert results["protected"].iloc[0] == "group+glasses"
-    assert sum(c.startswith("acc[") for c in results.columns) == 4
+    assert sum(c.startswith("acc[") and c.endswith("]") for c in results.columns) == 4
+    assert sum(c.startswith("acc[") and c.endswith("]_lo") for c in results.columns) == 4
 
 
 def test_erm_worst_group_accuracy_falls_as_the_group_becomes_rarer(tiny_cfg, tmp_path):

@@ -31,6 +31,7 @@ from .group import (
     per_group_rates,
     worst_group_acc,
 )
+from .bootstrap import bootstrap_intervals
 from .ranking import auc, average_precision
 from .scores import abroca, group_average_precision, kl, ti_gap
 
@@ -45,6 +46,7 @@ __all__ = [
     "balanced_accuracy",
     "bias_amplification",
     "bias_amplification_t_to_a",
+    "bootstrap_intervals",
     "dp_diff",
     "eo_diff",
     "eopp_diff",

@@ -1,0 +1,312 @@
+"""Percentile bootstrap intervals of the fairness metrics, resampling within groups, vectorised over B.
+
+A bootstrap replicate draws, independently in every group g, n_g rows with replacement from the
+group's n_g rows (a stratified bootstrap: group sizes are kept, so a rare group never vanishes
+from a replicate). The interval of a metric is the (1 - c)/2 and (1 + c)/2 percentiles of its B
+replicate values, the median their 50th percentile (Efron & Tibshirani, "An Introduction to the
+Bootstrap", 1993, ch. 13; the bootstrap medians are the protocol of Ramaswamy, Kim &
+Russakovsky, CVPR 2021).
+
+**Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate, and
+every gap built from them: acc_gap, acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba)
+are functions of the per-group confusion counts c[g, y, y_hat] only. Resampling n_g rows of group
+g with replacement gives confusion counts distributed exactly Multinomial(n_g, c[g] / n_g), so a
+replicate is drawn as one multinomial per group instead of n_g row indices: the cost is
+O(B * G * K^2), independent of the number of predictions, with the same distribution as the
+row-level resampling loop (``scripts/bench_bootstrap.py`` checks both and times them).
+
+**Score metrics** (auc, ap, kl, ti_gap) depend on the ranks of the scores, so they use row weights
+w (how often each row was drawn): the rows are sorted by score once and every replicate is a
+weighted cumulative sum over that order, B replicates at a time in chunks of bounded memory:
+O(B * N) work. ``score_metrics="auto"`` computes them when N * B <= ``SCORE_BUDGET``.
+
+Replicates in which a metric is undefined (e.g. a group drew no positive label, so its TPR is
+undefined) are left out of that metric's percentiles; the metric's interval is NaN when every
+replicate is undefined.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+from scipy import sparse
+from scipy.ndimage import gaussian_filter1d
+
+from ._common import as_ids, as_scores
+from .scores import KL_BINS, KL_EPS, KL_SIGMA, histogram_bins
+
+SCORE_BUDGET = 50_000_000  # rows x replicates for the weighted score-metric bootstrap under "auto"
+CHUNK_ELEMENTS = 4_000_000  # rows x replicates held in memory at once by the score-metric bootstrap
+COUNT_METRICS = ("accuracy", "balanced_accuracy", "acc_gap", "acc_var", "worst_group_acc", "dp_diff",
+                 "eo_diff", "eopp_diff", "ba")
+SCORE_METRICS = ("auc", "ap", "kl", "ti_gap")
+PER_GROUP = ("acc",)  # per-group columns acc[<group>] that get intervals
+
+
+def rng_for(seed: int, name: str) -> np.random.Generator:
+    """The generator of one run's split: seeded by (seed, CRC-32 of the split name), so reproducible."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+# ---------------------------------------------------------------- count metrics
+
+def cell_counts(y_true, y_pred, groups, n_groups: int, num_classes: int) -> np.ndarray:
+    """Confusion counts c[g, y, y_hat] (shape G x K x K) from one bincount."""
+    k = num_classes
+    cells = (groups.astype(np.intp) * k + y_true) * k + y_pred
+    return np.bincount(cells, minlength=n_groups * k * k).reshape(n_groups, k, k)
+
+
+def resample_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """B replicates of c[g, y, y_hat] under within-group resampling: shape (B, G, K, K).
+
+    Group g's replicate counts are Multinomial(n_g, c[g] / n_g): the counts that drawing n_g of the
+    group's rows with replacement produces. Empty groups stay empty.
+    """
+    g, k = counts.shape[0], counts.shape[1]
+    flat = counts.reshape(g, k * k).astype(np.float64)
+    n = flat.sum(axis=1)
+    p = np.divide(flat, n[:, None], out=np.zeros_like(flat), where=n[:, None] > 0)
+    p[n == 0, 0] = 1.0  # any valid distribution: 0 draws
+    draws = rng.multinomial(n.astype(np.int64), p, size=(n_boot, g))
+    return draws.reshape(n_boot, g, k, k)
+
+
+def _div(num, den):
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
+
+
+def _gap(values: np.ndarray, stat: str) -> np.ndarray:
+    """Row-wise max - min (``ptp``) or population variance (``var``) over defined groups; NaN if < 2."""
+    defined = ~np.isnan(values)
+    enough = defined.sum(axis=1) >= 2
+    out = np.full(values.shape[0], np.nan)
+    if not enough.any():
+        return out
+    v = values[enough]
+    d = defined[enough]
+    if stat == "ptp":
+        hi = np.where(d, v, -np.inf).max(axis=1)
+        lo = np.where(d, v, np.inf).min(axis=1)
+        out[enough] = hi - lo
+    else:
+        cnt = d.sum(axis=1)
+        mean = np.where(d, v, 0.0).sum(axis=1) / cnt
+        out[enough] = np.where(d, (v - mean[:, None]) ** 2, 0.0).sum(axis=1) / cnt
+    return out
+
+
+def _worst(values: np.ndarray) -> np.ndarray:
+    defined = ~np.isnan(values)
+    out = np.where(defined, values, np.inf).min(axis=1)
+    out[~defined.any(axis=1)] = np.nan
+    return out
+
+
+def _bias_amplification(c: np.ndarray) -> np.ndarray:
+    """BiasAmp A->T per replicate from c[b, a, t, t_hat] (as ``fairrun.metrics.bias_amplification``)."""
+    n_a = c.sum(axis=(2, 3))  # (B, A)
+    r = c.sum(axis=3)  # (B, A, T) counts of the true labels
+    n, n_t = r.sum(axis=(1, 2)), r.sum(axis=1)
+    y_at = n[:, None, None] * r > n_a[:, :, None] * n_t[:, None, :]
+    delta = _div((c.sum(axis=2) - r).astype(np.float64), n_a[:, :, None].astype(np.float64))
+    keep = np.broadcast_to((n_a > 0)[:, :, None], delta.shape)
+    values = np.where(keep, np.where(y_at, delta, -delta), 0.0)
+    cells = keep.sum(axis=(1, 2))
+    out = np.full(c.shape[0], np.nan)
+    ok = (n_a > 0).sum(axis=1) >= 2
+    out[ok] = values[ok].sum(axis=(1, 2)) / cells[ok]
+    return out
+
+
+def count_metrics(c: np.ndarray, binary: bool) -> dict[str, np.ndarray]:
+    """The count-based metrics of ``group_metrics`` for every replicate of c[b, g, y, y_hat].
+
+    Returns arrays of length B: the overall and gap metrics under their results names, and the
+    per-group arrays (B, G) under ``acc``, ``tpr``, ``fpr``, ``sel``. Definitions are those of
+    :func:`fairrun.metrics.group_metrics` (tested equal on the observed counts).
+    """
+    c = c.astype(np.int64, copy=False)
+    n_g = c.sum(axis=(2, 3))
+    hits = np.diagonal(c, axis1=2, axis2=3).sum(axis=2)
+    acc = _div(hits.astype(np.float64), n_g)
+    confusion = c.sum(axis=1)  # (B, K, K)
+    rows = confusion.sum(axis=2)
+    total = rows.sum(axis=1)
+    recall = _div(np.diagonal(confusion, axis1=1, axis2=2).astype(np.float64), rows)
+    present = rows > 0
+    out = {
+        "accuracy": _div(np.diagonal(confusion, axis1=1, axis2=2).sum(axis=1).astype(np.float64), total),
+        "balanced_accuracy": _div(np.where(present, recall, 0.0).sum(axis=1), present.sum(axis=1)),
+        "acc_gap": _gap(acc, "ptp"),
+        "acc_var": _gap(acc, "var"),
+        "worst_group_acc": _worst(acc),
+        "acc": acc,
+    }
+    nan = np.full(c.shape[0], np.nan)
+    if not binary:
+        out.update(dp_diff=nan, eo_diff=nan, eopp_diff=nan, ba=nan)
+        return out
+    pos, neg = c[:, :, 1].sum(axis=2), c[:, :, 0].sum(axis=2)
+    tpr = _div(c[:, :, 1, 1].astype(np.float64), pos)
+    fpr = _div(c[:, :, 0, 1].astype(np.float64), neg)
+    sel = _div(c[:, :, :, 1].sum(axis=2).astype(np.float64), n_g)
+    tpr_gap, fpr_gap = _gap(tpr, "ptp"), _gap(fpr, "ptp")
+    out.update(dp_diff=_gap(sel, "ptp"), eo_diff=np.maximum(tpr_gap, fpr_gap), eopp_diff=tpr_gap,
+               ba=_bias_amplification(c), tpr=tpr, fpr=fpr, sel=sel)
+    return out
+
+
+# ---------------------------------------------------------------- score metrics (row weights)
+
+def _group_weights(g_sorted: np.ndarray, n_groups: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Row weights (B, N) of within-group resampling: w[b, i] = times row i was drawn in replicate b."""
+    n = g_sorted.size
+    order = np.argsort(g_sorted, kind="stable")
+    sizes = np.bincount(g_sorted, minlength=n_groups)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    # every position draws a row of its own group: start of the group + uniform offset in [0, n_g)
+    pos_group = g_sorted[order]
+    draws = starts[pos_group] + (rng.random((n_boot, n)) * sizes[pos_group]).astype(np.intp)
+    flat = (np.arange(n_boot)[:, None] * n + order[draws]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def _ranking(w: np.ndarray, y: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted (AUC, AP) per replicate from rows sorted by decreasing score; ``last`` ends tie runs."""
+    tps = np.cumsum(w * y, axis=1)[:, last]
+    fps = np.cumsum(w * (1 - y), axis=1)[:, last]
+    p, q = tps[:, -1], fps[:, -1]
+    t0 = np.concatenate([np.zeros((w.shape[0], 1)), tps], axis=1)
+    f0 = np.concatenate([np.zeros((w.shape[0], 1)), fps], axis=1)
+    area = (np.diff(f0, axis=1) * (t0[:, 1:] + t0[:, :-1])).sum(axis=1)
+    auc = _div(area, 2 * p * q)
+    precision = _div(tps, tps + fps)
+    ap = _div((np.diff(t0, axis=1) * np.nan_to_num(precision)).sum(axis=1), p)
+    return auc, ap
+
+
+def _kl(w: np.ndarray, cells: sparse.csr_matrix, n_groups: int) -> np.ndarray:
+    """The smoothed-histogram KL of :func:`fairrun.metrics.kl` per replicate (row weights w)."""
+    counts = np.asarray((cells.T @ w.T).T).reshape(w.shape[0], n_groups, 2, KL_BINS)
+    sizes = counts.sum(axis=3)
+    eligible = (sizes > 0).all(axis=2)  # (B, G)
+    smooth = gaussian_filter1d(counts, KL_SIGMA, axis=-1, mode="reflect", truncate=4.0)
+    total = smooth.sum(axis=-1, keepdims=True)
+    p = np.divide(smooth, total, out=np.full_like(smooth, 1.0 / KL_BINS), where=total > 0) + KL_EPS
+    log_p = np.log(p)
+    self_term = np.einsum("bgcx,bgcx->bgc", p, log_p)
+    directed = self_term[:, :, None, :] - np.einsum("bicx,bjcx->bijc", p, log_p)
+    pair = (directed + directed.transpose(0, 2, 1, 3)).sum(axis=3) / 4
+    both = eligible[:, :, None] & eligible[:, None, :]
+    upper = np.triu(np.ones((n_groups, n_groups), dtype=bool), 1)
+    pair = np.where(both & upper, pair, -np.inf).max(axis=(1, 2))
+    pair[eligible.sum(axis=1) < 2] = np.nan
+    return pair
+
+
+def _ti_gap(w: np.ndarray, s_sorted: np.ndarray, g_sorted: np.ndarray, n_groups: int,
+            last: np.ndarray) -> np.ndarray:
+    """max over group pairs of W1 between the weighted score distributions, per replicate."""
+    du = np.diff(s_sorted[last][::-1])  # gaps between the distinct scores in increasing order
+    sizes = np.bincount(g_sorted, minlength=n_groups)
+    out_cdf = []
+    for g in range(n_groups):
+        if sizes[g] == 0:
+            out_cdf.append(None)
+            continue
+        rows = np.flatnonzero(g_sorted == g)  # the group's rows, in decreasing score order
+        cum = np.cumsum(w[:, rows], axis=1)
+        # the group's weight scored >= each distinct score: its rows up to the run's last row
+        k = np.searchsorted(rows, last, side="right")
+        above = np.where(k > 0, cum[:, np.maximum(k - 1, 0)], 0.0) / sizes[g]
+        # F(u_m) = 1 - share scored >= u_{m+1}, for the increasing distinct scores u_0 .. u_{M-2}
+        out_cdf.append(1.0 - above[:, ::-1][:, 1:])
+    present = [g for g in range(n_groups) if out_cdf[g] is not None]
+    best = np.full(w.shape[0], np.nan)
+    if len(present) < 2:
+        return best
+    best[:] = 0.0
+    for i_pos, i in enumerate(present):
+        for j in present[i_pos + 1:]:
+            best = np.maximum(best, np.abs(out_cdf[i] - out_cdf[j]) @ du)
+    return best
+
+
+def score_replicates(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, n_boot: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """auc, ap, kl and ti_gap for B within-group bootstrap replicates (row weights, chunked)."""
+    order = np.argsort(s, kind="stable")[::-1]
+    s_sorted, y_sorted, g_sorted = s[order], y[order].astype(np.float64), g[order].astype(np.intp)
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
+    cells = sparse.csr_matrix((np.ones(s.size), (np.arange(s.size),
+                                                 (2 * g_sorted + y_sorted.astype(np.intp)) * KL_BINS
+                                                 + histogram_bins(s_sorted))),
+                              shape=(s.size, n_groups * 2 * KL_BINS))
+    scores_ok = s.size == 0 or (s.min() >= 0 and s.max() <= 1)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, s.size))
+    parts: dict[str, list] = {k: [] for k in SCORE_METRICS}
+    for start in range(0, n_boot, chunk):
+        w = _group_weights(g_sorted, n_groups, min(chunk, n_boot - start), rng)
+        auc, ap = _ranking(w, y_sorted, last)
+        parts["auc"].append(auc)
+        parts["ap"].append(ap)
+        parts["kl"].append(_kl(w, cells, n_groups) if scores_ok else np.full(w.shape[0], np.nan))
+        parts["ti_gap"].append(_ti_gap(w, s_sorted, g_sorted, n_groups, last))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+# ---------------------------------------------------------------- intervals
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(lo, median, hi): the percentile-bootstrap interval of ``values`` over the defined replicates."""
+    v = values[~np.isnan(values)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    tail = 100 * (1 - confidence) / 2
+    lo, med, hi = np.percentile(v, [tail, 50.0, 100 - tail])
+    return float(lo), float(med), float(hi)
+
+
+def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None,
+                        num_classes: int = 2, n_boot: int = 1000, confidence: float = 0.95,
+                        seed: int = 0, name: str = "", score_metrics="auto") -> dict:
+    """Stratified percentile-bootstrap intervals of the fairness metrics of one split.
+
+    Returns ``<metric>_lo``, ``<metric>_median``, ``<metric>_hi`` for the count metrics
+    (``COUNT_METRICS``: accuracy, balanced_accuracy, acc_gap, acc_var, worst_group_acc, dp_diff,
+    eo_diff, eopp_diff, ba), for ``acc[<group>]`` of every group, and, when ``scores`` are given for
+    a binary target and ``score_metrics`` allows it (True, or "auto" with N x B <=
+    ``SCORE_BUDGET``), for auc, ap, kl and ti_gap. Each replicate resamples every group's rows
+    with replacement keeping its size (see the module docstring); the interval is the
+    ``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles of the B replicate values. The
+    generator is seeded by (``seed``, ``name``), so the same run and split always give the same
+    intervals.
+    """
+    y_true, y_pred, g = as_ids(y_true, "y_true"), as_ids(y_pred, "y_pred"), as_ids(groups, "groups")
+    if n_groups is None:
+        n_groups = len(group_names) if group_names is not None else (int(g.max()) + 1 if g.size else 0)
+    names = [str(x) for x in group_names] if group_names is not None else [str(i) for i in range(n_groups)]
+    if y_true.size == 0 or n_boot <= 0:
+        return {}
+    k = max(int(num_classes), int(max(y_true.max(), y_pred.max())) + 1)
+    binary = k <= 2
+    rng = rng_for(seed, name)
+    reps = count_metrics(resample_counts(cell_counts(y_true, y_pred, g, n_groups, max(k, 2)), n_boot, rng),
+                         binary)
+    series = {m: reps[m] for m in COUNT_METRICS}
+    for key in PER_GROUP:
+        for i, group in enumerate(names):
+            series[f"{key}[{group}]"] = reps[key][:, i]
+    if binary and scores is not None and should_bootstrap_scores(y_true.size, n_boot, score_metrics):
+        series.update(score_replicates(y_true, as_scores(scores, y_true.size), g, n_groups, n_boot, rng))
+    out = {}
+    for metric, values in series.items():
+        lo, med, hi = percentile_interval(values, confidence)
+        out.update({f"{metric}_lo": lo, f"{metric}_median": med, f"{metric}_hi": hi})
+    return out
+
+
+def should_bootstrap_scores(n_rows: int, n_boot: int, score_metrics) -> bool:
+    """Whether the score metrics get intervals under the ``score_metrics`` setting (True/False/auto)."""
+    return score_metrics is True or (score_metrics == "auto" and n_rows * n_boot <= SCORE_BUDGET)
