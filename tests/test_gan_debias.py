@@ -80,7 +80,7 @@ def test_all_stages_run_end_to_end_and_a_rerun_skips_them(tmp_path):
     from fairrun.train import run_training
     from tests.conftest import compose_train
 
-    overrides = [*STAGED, f"method.generator={pca_generator(tmp_path)}", "trainer.epochs=3"]
+    overrides = [*STAGED, f"method.generator={pca_generator(tmp_path)}", "trainer.epochs=3", "eval.threshold=calibrated"]
     cfg = validate_run_config(compose_train(overrides))
     results = run_training(cfg, tmp_path / "run").set_index("split")
     stages = tmp_path / "run" / "gan_debias"
@@ -91,6 +91,8 @@ def test_all_stages_run_end_to_end_and_a_rerun_skips_them(tmp_path):
     test = results.loc["test"]
     assert test["gd_n_generated"] == 2 * 60 and 0 <= test["accuracy"] <= 1
     assert test["gd_svm_acc_protected"] > 0.8  # the protected attribute is linear in a PCA latent
+    for metric in ("ap", "eopp_diff", "ba", "kl"):  # the published protocol: bootstrap medians
+        assert test[f"{metric}_lo"] <= test[f"{metric}_median"] <= test[f"{metric}_hi"], metric
     import numpy as np
 
     z, z_prime = np.load(stages / "latents.npy")[60:], np.load(stages / "latents_prime.npy")
