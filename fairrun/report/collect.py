@@ -1,0 +1,257 @@
+"""Find the run directories under the report's paths, read their results and tell each job's status.
+
+A run directory (one per single run, one per multirun job) is finished when it holds ``done`` and
+``results.pkl``, failed when it holds ``error.txt`` but no ``done``, and unfinished otherwise (a killed
+or still running job: ``.hydra/`` or ``run_config.yaml``, maybe a ``results.pkl`` without ``done``).
+A sweep directory (``multirun.yaml``) also tells which jobs Hydra's BasicSweeper was asked for, so a
+job number without a directory is missing.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from fairrun.errors import FairrunError
+
+RESULTS, DONE, ERROR, RUN_CONFIG = "results.pkl", "done", "error.txt", "run_config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+MULTIRUN = "multirun.yaml"
+STATUSES = ("finished", "failed", "unfinished", "missing")
+# Sub-directories of a run (or of a report) that never hold another run: not walked.
+_NOT_RUNS = {".hydra", "checkpoints", "tb", "plots", ".submitit", "__pycache__"}
+
+
+@dataclass
+class Collection:
+    """What the report's paths hold: the finished runs' rows and one status row per job."""
+
+    results: pd.DataFrame  # every row of every finished results.pkl, plus `job` and `overrides`
+    jobs: pd.DataFrame  # job, status, overrides, error (and path: the run directory, '' when missing)
+    sweeps: list[Path] = field(default_factory=list)  # directories with a multirun.yaml
+    notes: list[str] = field(default_factory=list)  # things the report could not work out, for the user
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders embedded numbers numerically: job '2' before job '10'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+def _hydra_job_name(run_dir: Path) -> str | None:
+    """The Hydra job name recorded in ``.hydra/hydra.yaml`` (``train`` for fairrun train), or None."""
+    try:
+        with open(run_dir / ".hydra" / "hydra.yaml") as f:
+            return str(yaml.safe_load(f)["hydra"]["job"]["name"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):  # unreadable or absent: unknown
+        return None
+
+
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` is a fairrun train run directory (finished or not).
+
+    It holds results.pkl, done or run_config.yaml, or a ``.hydra/`` folder of a ``train`` job (a job
+    killed before it wrote anything else; other fairrun commands' Hydra folders do not count).
+    """
+    if any((path / name).is_file() for name in (RESULTS, DONE, RUN_CONFIG)):
+        return True
+    if (path / ".hydra").is_dir():
+        return _hydra_job_name(path) in (None, "train")
+    return False
+
+
+def job_status(run_dir: Path) -> str:
+    """``finished`` (done + results.pkl), ``failed`` (error.txt, no done) or ``unfinished``."""
+    if (run_dir / DONE).is_file() and (run_dir / RESULTS).is_file():
+        return "finished"
+    if (run_dir / ERROR).is_file():
+        return "failed"
+    return "unfinished"
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The job's Hydra overrides (``.hydra/overrides.yaml``), or [] when absent or unreadable."""
+    try:
+        with open(run_dir / OVERRIDES) as f:
+            items = yaml.safe_load(f) or []
+        return [str(item) for item in items]
+    except (OSError, yaml.YAMLError, TypeError):
+        return []
+
+
+def error_summary(run_dir: Path) -> str:
+    """The failure's message: the first paragraph of error.txt, on one line (no traceback)."""
+    try:
+        text = (run_dir / ERROR).read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = []
+    for line in text.splitlines():
+        if not line.strip():
+            if lines:
+                break
+            continue
+        if line.startswith("Traceback"):
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
+
+
+def find_run_dirs(root: Path) -> tuple[list[Path], list[Path]]:
+    """Every run directory and every sweep directory (``multirun.yaml``) at or under ``root``.
+
+    Run directories are leaves: the walk does not descend into them.
+    """
+    runs, sweeps = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if MULTIRUN in filenames:
+            sweeps.append(here)
+        if is_run_dir(here):
+            runs.append(here)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted((d for d in dirnames if d not in _NOT_RUNS), key=natural_key)
+    return runs, sweeps
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]]:
+    """The overrides of every job a multirun asked for, in Hydra's job-number order.
+
+    Reads ``multirun.yaml``: ``hydra.sweeper.params`` (key -> comma-separated values) followed by the
+    command-line overrides ``hydra.overrides.task``, expanded as Hydra's BasicSweeper does (its own
+    override parser and ``split_arguments``: the cartesian product, last key fastest). Raises
+    FairrunError when the file cannot be read or expanded (e.g. a sweep over ``glob(...)``).
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        with open(sweep_dir / MULTIRUN) as f:
+            hydra_cfg = (yaml.safe_load(f) or {}).get("hydra") or {}
+        params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
+        task = (hydra_cfg.get("overrides") or {}).get("task") or []
+        arguments = [f"{key}={value}" for key, value in params.items()] + [str(t) for t in task]
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        return [list(job) for job in BasicSweeper.split_arguments(overrides, None)[0]]
+    except Exception as err:  # anything here means "cannot tell which jobs are missing"
+        raise FairrunError(f"cannot expand the jobs of {sweep_dir / MULTIRUN}: {err}") from err
+
+
+def _job_name(run_dir: Path, root: Path, prefix: str) -> str:
+    rel = run_dir.relative_to(root).as_posix()
+    name = root.name if rel == "." else rel
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _prefix(root: Path, paths: list[Path]) -> str:
+    """'' for a single PATH; else the PATH relative to the paths' common folder, so jobs stay distinct."""
+    if len(paths) < 2:
+        return ""
+    common = os.path.commonpath([str(Path(p).resolve()) for p in paths])
+    rel = os.path.relpath(root.resolve(), common)
+    return root.resolve().name if rel == "." else Path(rel).as_posix()
+
+
+def read_results(run_dir: Path) -> pd.DataFrame:
+    """A finished run's results.pkl; FairrunError naming the file when it is not a DataFrame."""
+    path = run_dir / RESULTS
+    try:
+        frame = pd.read_pickle(path)
+    except Exception as err:  # a truncated or foreign pickle is the user's data problem
+        raise FairrunError(f"cannot read {path}: {type(err).__name__}: {err}. Delete the run directory "
+                           f"or run it again.") from err
+    if not isinstance(frame, pd.DataFrame):
+        raise FairrunError(f"{path} holds a {type(frame).__name__}, not the pandas DataFrame fairrun train "
+                           f"writes.")
+    return frame
+
+
+def collect(paths: list[Path]) -> Collection:
+    """Read every run directory under ``paths`` (each a sweep, a folder of runs, or one run directory).
+
+    ``job`` is the run directory relative to its PATH (prefixed with the PATH, relative to the
+    paths' common folder, when several paths are given, so jobs stay distinct); ``overrides`` joins the job's Hydra overrides with spaces.
+    Raises FairrunError for a path that does not exist or that holds no run directory.
+    """
+    frames, jobs, all_sweeps, notes = [], [], [], []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise FairrunError(f"PATH {str(root)!r} does not exist. Give a sweep directory (the one with "
+                               f"multirun.yaml and job folders 0/, 1/, ...), a folder of run directories "
+                               f"(e.g. outputs/) or one run directory (with results.pkl).")
+        if not root.is_dir():
+            raise FairrunError(f"PATH {str(root)!r} is a file, not a directory. Give a sweep directory, a "
+                               f"folder of run directories (e.g. outputs/) or one run directory.")
+        prefix = _prefix(root, paths)
+        runs, sweeps = find_run_dirs(root)
+        all_sweeps += sweeps
+        seen = set()
+        for run_dir in runs:
+            seen.add(run_dir.resolve())
+            job = _job_name(run_dir, root, prefix)
+            overrides = " ".join(read_overrides(run_dir))
+            status = job_status(run_dir)
+            error = error_summary(run_dir) if status == "failed" else ""
+            if status == "finished":
+                frame = read_results(run_dir).copy()
+                frame.insert(0, "overrides", overrides)
+                frame.insert(0, "job", job)
+                frames.append(frame)
+            elif (run_dir / RESULTS).is_file():
+                error = error or "results.pkl without the done marker: the run did not finish"
+            jobs.append({"job": job, "status": status, "overrides": overrides, "error": error,
+                         "path": str(run_dir)})
+        for sweep in sweeps:
+            try:
+                expected = expected_jobs(sweep)
+            except FairrunError as err:
+                notes.append(f"{err}; missing jobs are not counted for this sweep.")
+                continue
+            for num, overrides in enumerate(expected):
+                job_dir = sweep / str(num)
+                if job_dir.resolve() not in seen and not job_dir.exists():
+                    jobs.append({"job": _job_name(job_dir, root, prefix), "status": "missing",
+                                 "overrides": " ".join(overrides), "error": "", "path": ""})
+        if not runs:
+            found = "a multirun.yaml but no job directory" if sweeps else "no run directory"
+            raise FairrunError(f"PATH {str(root)!r} holds {found}: no results.pkl, done marker, "
+                               f"run_config.yaml or .hydra/ folder was found under it. Give a sweep "
+                               f"directory (multirun.yaml and job folders 0/, 1/, ...), a folder of run "
+                               f"directories (e.g. outputs/) or one run directory.")
+    job_frame = pd.DataFrame(jobs, columns=["job", "status", "overrides", "error", "path"])
+    job_frame = job_frame.iloc[sorted(range(len(job_frame)), key=lambda i: natural_key(job_frame["job"].iat[i]))]
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["job", "overrides"])
+    return Collection(results=results, jobs=job_frame.reset_index(drop=True), sweeps=all_sweeps, notes=notes)
+
+
+def status_counts(jobs: pd.DataFrame) -> dict[str, int]:
+    """Number of jobs per status, in the order finished, failed, unfinished, missing."""
+    counts = jobs["status"].value_counts()
+    return {status: int(counts.get(status, 0)) for status in STATUSES}
+
+
+def override_columns(results: pd.DataFrame) -> pd.DataFrame:
+    """One column per override key found in the ``overrides`` column (values numeric where all are).
+
+    Lets ``--by trainer.lr`` group on a swept key that results.pkl does not carry. A leading ``+``,
+    ``++`` or ``~`` is dropped from the key.
+    """
+    rows = []
+    for text in results.get("overrides", pd.Series(dtype=str)).fillna(""):
+        row = {}
+        for item in str(text).split():
+            if "=" in item:
+                key, value = item.split("=", 1)
+                row[key.lstrip("+~")] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows, index=results.index)
+    for column in frame.columns:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        if numeric.notna().sum() == frame[column].notna().sum():
+            frame[column] = numeric
+    return frame

@@ -1,0 +1,321 @@
+"""The report's charts (matplotlib, Agg, PNG at 150 dpi): metric vs imbalance ratio, the accuracy /
+fairness Pareto front, one run's per-group accuracies, and ε vs a fairness gap for private runs.
+
+Every chart draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot state, no GUI backend),
+keeps its legend outside the axes, and colours each method the same way in every chart.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairrun.report.table import format_key, sort_rows, value_order
+
+DPI = 150
+STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+         "xtick.labelsize": 10, "ytick.labelsize": 10}
+# Fixed colours for fairrun's methods, so a method looks the same in every report.
+METHOD_COLORS = {
+    "erm": "#333333", "reweight": "#1f77b4", "resample": "#ff7f0e", "groupdro": "#2ca02c",
+    "fair_reg": "#d62728", "fair_mask": "#9467bd", "adversarial": "#8c564b",
+    "domain_independent": "#e377c2", "fairalm": "#bcbd22", "dpsgd": "#17becf", "dp_fedavg": "#7f7f7f",
+    "dbvae": "#aec7e8", "gan_debias": "#ffbb78", "minority_gan": "#98df8a",
+}
+_EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d"]
+LINESTYLES = ["-", "--", ":", "-."]
+METRIC_LABELS = {
+    "accuracy": "accuracy (fraction correct)",
+    "balanced_accuracy": "balanced accuracy (mean recall over classes)",
+    "worst_group_acc": "worst-group accuracy (min over groups)",
+    "acc_gap": "accuracy gap (max − min group accuracy)",
+    "acc_var": "variance of group accuracies",
+    "dp_diff": "demographic parity difference (selection-rate gap)",
+    "eo_diff": "equalized odds difference (max of TPR, FPR gaps)",
+    "eopp_diff": "equal opportunity difference (TPR gap)",
+    "auc": "ROC AUC", "ap": "average precision",
+    "ba": "bias amplification A→T", "kl": "KL divergence of group score distributions",
+    "ti_gap": "threshold-invariant gap (Wasserstein-1 of group scores)",
+    "epsilon": "privacy budget ε (lower is more private)",
+}
+FAIRNESS_GAPS = ("acc_gap", "dp_diff", "eo_diff", "eopp_diff", "acc_var", "ti_gap", "kl")
+
+
+def metric_label(metric: str) -> str:
+    """Axis label of a metric: its name and meaning (all metrics but ε are fractions in [0, 1])."""
+    match = re.fullmatch(r"(\w+)\[(.+)\]", metric)
+    if match:
+        return f"{match.group(1)} of group {match.group(2)}"
+    return METRIC_LABELS.get(metric, metric)
+
+
+def method_colors(methods) -> dict[str, str]:
+    """A colour per method: fixed for fairrun's methods, the next spare colour for any other name."""
+    colors, spare = {}, iter(_EXTRA_COLORS * 10)
+    for method in value_order("method", [str(m) for m in methods]):
+        colors[method] = METHOD_COLORS.get(method) or next(spare)
+    return colors
+
+
+def pareto_mask(accuracy, gap) -> np.ndarray:
+    """Which points are Pareto-optimal for high accuracy and low gap.
+
+    A point is dominated when another has accuracy >= and gap <= with at least one strict; points
+    with a NaN coordinate are never optimal. Identical points do not dominate each other.
+    """
+    acc, gap = np.asarray(accuracy, dtype=float), np.asarray(gap, dtype=float)
+    valid = np.isfinite(acc) & np.isfinite(gap)
+    optimal = valid.copy()
+    a, g = acc[valid], gap[valid]
+    idx = np.flatnonzero(valid)
+    for start in range(0, len(a), 512):
+        ai, gi = a[start:start + 512, None], g[start:start + 512, None]
+        dominated = ((a[None] >= ai) & (g[None] <= gi) & ((a[None] > ai) | (g[None] < gi))).any(axis=1)
+        optimal[idx[start:start + 512]] = ~dominated
+    return optimal
+
+
+def _figure(width=8.0, height=5.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(True, alpha=0.35)
+    return fig, ax
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+    return path
+
+
+def _outside_legend(ax, **kwargs):
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
+    return None
+
+
+def _series_label(keys: list[str], values: tuple) -> str:
+    if not keys:
+        return "all runs"
+    if keys == ["method"]:
+        return str(values[0])
+    return ", ".join(f"{k}={format_key(v)}" if k != "method" else str(v) for k, v in zip(keys, values))
+
+
+def plot_metric_vs_ratio(runs: pd.DataFrame, metric: str, series_keys: list[str], colors: dict[str, str],
+                         path: Path, split: str = "test") -> Path:
+    """``metric`` against the imbalance ratio: one line per ``series_keys`` group (colour = method),
+    mean over its runs with a shaded ±1 std band.
+
+    Ratios sit at evenly spaced categorical positions from the most balanced (0.5) on the left to 1
+    (minority absent) on the right, labelled with their values. ``runs``: one row per run.
+    """
+    import matplotlib
+
+    runs = runs[runs["imbalance_ratio"].notna()]
+    ratios = sorted(runs["imbalance_ratio"].unique())
+    position = {r: i for i, r in enumerate(ratios)}
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure(max(7.0, 0.6 * len(ratios) + 4), 5.0)
+        if series_keys:
+            combos = sort_rows(runs[series_keys].drop_duplicates(), series_keys)
+            order = [(tuple(c), runs[np.logical_and.reduce([[_eq(v, c[j]) for v in runs[k]]
+                                                            for j, k in enumerate(series_keys)])])
+                     for c in combos.itertuples(index=False)]
+        else:
+            order = [((), runs)]
+        style_of_method: dict[str, int] = {}
+        for n, (values, frame) in enumerate(order):
+            method = str(values[series_keys.index("method")]) if "method" in series_keys else None
+            if method is not None:
+                color = colors.get(method, "C0")
+                ls = LINESTYLES[style_of_method.setdefault(method, 0) % len(LINESTYLES)]
+                style_of_method[method] += 1
+            else:
+                color, ls = f"C{n % 10}", "-"
+            values_ = pd.to_numeric(frame[metric], errors="coerce")
+            if values_.isna().all():  # e.g. epsilon of a non-private method: no line, no legend entry
+                continue
+            stats = values_.groupby(frame["imbalance_ratio"]).agg(["mean", "std"])
+            stats = stats.sort_index()
+            x = np.array([position[r] for r in stats.index], dtype=float)
+            mean, std = stats["mean"].to_numpy(float), stats["std"].to_numpy(float)
+            ax.plot(x, mean, ls, color=color, marker="o", markersize=5, linewidth=1.8,
+                    label=_series_label(series_keys, values))
+            band = np.isfinite(std) & np.isfinite(mean)
+            if band.any():
+                ax.fill_between(x, np.where(band, mean - std, np.nan), np.where(band, mean + std, np.nan),
+                                color=color, alpha=0.18, linewidth=0)
+                # A band needs two neighbouring points; an isolated one gets an error bar instead.
+                left, right = np.r_[False, band[:-1]], np.r_[band[1:], False]
+                alone = band & ~left & ~right
+                if alone.any():
+                    ax.errorbar(x[alone], mean[alone], yerr=std[alone], fmt="none", ecolor=color, alpha=0.6,
+                                capsize=4, linewidth=1.2)
+        ax.set_xticks(range(len(ratios)))
+        ax.set_xticklabels([f"{r:g}" for r in ratios], rotation=45 if len(ratios) > 8 else 0)
+        ax.set_xlim(-0.4, len(ratios) - 0.6)
+        ax.set_xlabel("imbalance ratio (majority group's share of training set)\n"
+                      "0.5 = balanced  →  1 = minority absent (evenly spaced, not to scale)")
+        ax.set_ylabel(metric_label(metric))
+        ax.set_title(f"{metric} vs imbalance ratio ({split} split; mean ± 1 std over runs)")
+        _outside_legend(ax, title="line = mean\nband = ±1 std")
+        return _save(fig, path)
+
+
+def plot_accuracy_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], path: Path,
+                         split: str = "test") -> Path:
+    """One point per run, accuracy (y) against ``gap`` (x, lower is fairer), coloured by method.
+
+    The Pareto-optimal runs (:func:`pareto_mask`) are ringed and joined by a step line: the best
+    accuracy reachable at each gap.
+    """
+    import matplotlib
+
+    acc = pd.to_numeric(runs["accuracy"], errors="coerce").to_numpy(float)
+    gaps = pd.to_numeric(runs[gap], errors="coerce").to_numpy(float)
+    optimal = pareto_mask(acc, gaps)
+    methods = runs["method"].astype(str) if "method" in runs else pd.Series("all runs", index=runs.index)
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure(8.0, 5.5)
+        for method in value_order("method", methods.unique()):
+            sel = (methods == method).to_numpy()
+            ax.scatter(gaps[sel], acc[sel], s=36, color=colors.get(method, "C0"), alpha=0.85,
+                       edgecolors="white", linewidths=0.5, label=method, zorder=3)
+        if optimal.any():
+            order = np.argsort(gaps[optimal], kind="stable")
+            fx, fy = gaps[optimal][order], acc[optimal][order]
+            ax.plot(fx, fy, drawstyle="steps-post", color="black", linewidth=1.2, zorder=2,
+                    label=f"Pareto front ({int(optimal.sum())} runs):\nbest accuracy at each gap")
+            ax.scatter(fx, fy, s=140, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        ax.set_xlabel(f"{metric_label(gap)}  →  less fair")
+        ax.set_ylabel("accuracy (fraction correct)  →  better")
+        n = int((np.isfinite(acc) & np.isfinite(gaps)).sum())
+        ax.set_title(f"Accuracy vs {gap}: {n} runs ({split} split); ringed = Pareto-optimal")
+        _outside_legend(ax, title="method")
+        return _save(fig, path)
+
+
+def plot_groups(run: pd.Series, path: Path, title: str) -> Path:
+    """Per-group accuracy bars (``acc[<group>]``) of one run, with 95 % bootstrap error bars when
+    ``acc[<group>]_lo``/``_hi`` exist, the group's training count ``n_train[<group>]`` written above
+    each bar, and a dashed line at the run's overall accuracy."""
+    import matplotlib
+
+    groups = [m.group(1) for c in run.index if (m := re.fullmatch(r"acc\[(.+)\]", str(c)))]
+    values = np.array([_num(run.get(f"acc[{g}]")) for g in groups])
+    lo = np.array([_num(run.get(f"acc[{g}]_lo")) for g in groups])
+    hi = np.array([_num(run.get(f"acc[{g}]_hi")) for g in groups])
+    has_bars = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values)
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure(max(6.5, 0.8 * len(groups) + 3.5), 5.0)
+        x = np.arange(len(groups))
+        ax.bar(x, np.nan_to_num(values), width=0.6, color="#4c72b0", label="group accuracy", zorder=2)
+        if has_bars.any():
+            err = np.vstack([np.where(has_bars, values - lo, 0), np.where(has_bars, hi - values, 0)])
+            ax.errorbar(x[has_bars], values[has_bars], yerr=err[:, has_bars], fmt="none", ecolor="black",
+                        capsize=5, linewidth=1.2, zorder=3, label="95% bootstrap interval")
+        top = np.where(has_bars, hi, values)
+        for i, g in enumerate(groups):
+            n_train = _num(run.get(f"n_train[{g}]"))
+            n_test = _num(run.get(f"n[{g}]"))
+            text = [f"n_train={int(n_train):,}" if np.isfinite(n_train) else None,
+                    f"n_{run.get('split', 'test')}={int(n_test):,}" if np.isfinite(n_test) else None]
+            text = "\n".join(t for t in text if t)
+            if not np.isfinite(values[i]):
+                text = "no members\n" + text
+            y = top[i] if np.isfinite(top[i]) else 0.0
+            if text:
+                ax.annotate(text, (x[i], y), xytext=(0, 4), textcoords="offset points", ha="center",
+                            va="bottom", fontsize=9)
+        overall = _num(run.get("accuracy"))
+        if np.isfinite(overall):
+            ax.axhline(overall, color="#c44e52", linestyle="--", linewidth=1.5, zorder=4,
+                       label=f"overall accuracy {overall:.3f}")
+        ax.set_xticks(x)
+        ax.set_xticklabels(groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_ylim(0, 1.18)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_xlabel("protected group")
+        ax.set_ylabel("accuracy within the group (fraction correct)")
+        ax.set_title(title)
+        _outside_legend(ax)
+        return _save(fig, path)
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def plot_epsilon_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], path: Path,
+                        split: str = "test") -> Path:
+    """ε (x; log scale when the values span more than 10×) against ``gap`` for the private runs
+    (finite ε), coloured by method, with one marker shape per imbalance ratio when there are several."""
+    import matplotlib
+
+    eps = pd.to_numeric(runs["epsilon"], errors="coerce")
+    runs = runs[np.isfinite(eps)]
+    eps = eps[runs.index].to_numpy(float)
+    gaps = pd.to_numeric(runs[gap], errors="coerce").to_numpy(float)
+    methods = runs["method"].astype(str) if "method" in runs else pd.Series("all runs", index=runs.index)
+    ratios = runs["imbalance_ratio"] if "imbalance_ratio" in runs else pd.Series(np.nan, index=runs.index)
+    ratio_values = value_order("imbalance_ratio", ratios.unique())
+    several = len(ratio_values) > 1
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure(8.0, 5.5)
+        for method in value_order("method", methods.unique()):
+            for k, ratio in enumerate(ratio_values):
+                sel = (methods == method).to_numpy() & np.array([_eq(r, ratio) for r in ratios])
+                if not sel.any():
+                    continue
+                # Hollow markers: runs at the same point (same ε and gap) stay visible as distinct shapes.
+                ax.scatter(eps[sel], gaps[sel], s=55, facecolors="none", edgecolors=colors.get(method, "C0"),
+                           marker=MARKERS[k % len(MARKERS)] if several else "o", linewidths=1.6, zorder=3)
+        # Legend: colours = methods, shapes = ratios (proxy artists, so neither repeats).
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], linestyle="", marker="o", markerfacecolor="none", markeredgewidth=1.6,
+                          color=colors.get(m, "C0"), label=m) for m in value_order("method", methods.unique())]
+        if several:
+            handles.append(Line2D([], [], linestyle="", label="imbalance ratio:"))
+            handles += [Line2D([], [], linestyle="", marker=MARKERS[k % len(MARKERS)], markerfacecolor="none",
+                               markeredgewidth=1.6, color="#555555", label=f"  {format_key(r)}")
+                        for k, r in enumerate(ratio_values)]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  frameon=False, title="method")
+        finite = eps[np.isfinite(eps) & (eps > 0)]
+        if len(finite) and finite.max() > 10 * finite.min():
+            from matplotlib.ticker import FuncFormatter, LogLocator
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_xlabel("privacy budget ε (lower = more private)" + (", log scale" if ax.get_xscale() == "log" else ""))
+        ax.set_ylabel(f"{metric_label(gap)}  →  less fair")
+        ax.set_title(f"ε vs {gap}: {len(runs)} private runs ({split} split)")
+        return _save(fig, path)
+
+
+def _eq(a, b) -> bool:
+    a_nan = a is None or (isinstance(a, float) and np.isnan(a))
+    b_nan = b is None or (isinstance(b, float) and np.isnan(b))
+    return (a_nan and b_nan) or (not a_nan and not b_nan and a == b)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of a job name (``2026-01-01/12-00-00`` -> ``2026-01-01_12-00-00``)."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", str(text)).strip("_") or "run"
