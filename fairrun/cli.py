@@ -13,9 +13,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+import fairrun.sweep  # noqa: F401  (registers the ${fairrun_methods:} resolver before Hydra composes)
 from fairrun.errors import FairrunError
 
 log = logging.getLogger("fairrun")
@@ -44,6 +46,8 @@ examples:
   fairrun train                                  # built-in synthetic dataset, CNN, ERM
   fairrun train model=resnet18 trainer.epochs=10 seed=1
   fairrun train -m imbalance.ratio=0.9,0.99 seed=0,1
+  fairrun train -m +sweep=[imbalance,seeds]          # presets: imbalance, methods, seeds
+  fairrun train -m +sweep=methods hydra/launcher=local_parallel   # several jobs at once (GPUs shared)
   fairrun train --help                           # config groups and keys
   fairrun train --cfg job                        # print the composed config
   fairrun eval run_dir=outputs/2026-01-01/12-00-00
@@ -89,12 +93,30 @@ def user_errors(run_dir: Path | None = None):
 
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="train")
 def train_app(cfg: DictConfig) -> None:
-    """`fairrun train`: validate the composed config, then train and evaluate."""
+    """`fairrun train`: validate the composed config, then train and evaluate.
+
+    In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
+    a single run exits with code 2 on a user error and 130 on Ctrl-C.
+    """
     from fairrun.config import validate_run_config
+    from fairrun.sweep import ERROR, run_sweep_job
     from fairrun.train import run_training
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    (run_dir / ERROR).unlink(missing_ok=True)  # from an earlier attempt of this run
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        global _task_started
+        _task_started = True
+        run_sweep_job(lambda: run_training(validate_run_config(cfg), run_dir), run_dir, hydra_cfg.job.num,
+                      Path(hydra_cfg.sweep.dir))
+        return
     with user_errors(run_dir):
+        params = hydra_cfg.sweeper.get("params") or {}
+        if params:
+            raise FairrunError(f"The sweep preset sets hydra.sweeper.params ({', '.join(params)}), which only a "
+                               f"multirun uses: add -m (fairrun train -m ...) to launch the sweep, or leave the "
+                               f"+sweep=... preset out for a single run.")
         run_training(validate_run_config(cfg), run_dir)
 
 
@@ -197,12 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"fairrun-{command.replace(' ', '-')}", *rest]
     try:
         APPS[command]()
+    except fairrun.sweep.SweepFailed:
+        raise  # some job of a multirun failed: exit code 1 after the summary
     except SystemExit as exit_:
         # Hydra reports composition errors (unknown group option, bad override) itself and exits 1
         # before our task runs: those are user mistakes, so they exit 2 like ours.
         if exit_.code == 1 and not _task_started:
             sys.exit(2)
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C while parallel jobs ran in other processes
+        print(_paragraph("fairrun: interrupted. Launch the same command again (for a sweep, with "
+                         "hydra.sweep.dir=<its directory>) to resume: finished runs are skipped and unfinished "
+                         "ones continue from checkpoints/last.pt."), file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ class Interrupted(Exception):
     """Training stopped by Ctrl-C after saving ``checkpoints/last.pt``."""
 
 
+class NonFiniteLoss(FairrunError):
+    """The training loss became NaN or infinite (reported like a user error: the cure is a setting)."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a run is reproducible."""
     random.seed(seed)
@@ -242,14 +246,23 @@ class Trainer:
             outputs = self.method.forward(self.forward_model, batch.x)
             loss = self.method.loss(outputs, batch)
         value = float(loss.detach()) if len(batch.y) else 0.0
-        if not math.isfinite(value):
-            raise FairrunError(f"The training loss became {value} at epoch {self.state.epoch + 1}, "
-                               f"step {self.state.step + 1}; lower trainer.lr or check the data.")
+        self.check_loss(value)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         correct = int((outputs.logits.argmax(dim=1) == batch.y).sum())
         return StepResult(value, correct, len(batch.y))
+
+    def check_loss(self, value: float) -> None:
+        """Raise :class:`NonFiniteLoss` when a step's loss is NaN or infinite (before it reaches the weights)."""
+        if not math.isfinite(value):
+            saved = (f" The checkpoint saved before, {self.run_dir / rundir.LAST}, is kept."
+                     if (self.run_dir / rundir.LAST).is_file() else "")
+            raise NonFiniteLoss(f"The training loss became {value} at epoch {self.state.epoch + 1}, step "
+                                f"{self.state.step + 1} (global step {self.state.global_step + 1}) with "
+                                f"trainer.lr={self.cfg.trainer.lr:g}. Lower trainer.lr (e.g. "
+                                f"trainer.lr={self.cfg.trainer.lr / 10:g}), or check the data and the method's "
+                                f"settings.{saved}")
 
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
         """Evaluate on the validation split; log accuracy, gaps and per-group accuracy (x: global step)."""
@@ -278,7 +291,11 @@ class Trainer:
                        leave=False, dynamic_ncols=True, disable=None)
             for item in bar:
                 self.method.on_step(s.global_step, total_steps)
-                result = item if isinstance(item, StepResult) else self.train_step(item)
+                if isinstance(item, StepResult):  # a step the method took itself (e.g. a federated round)
+                    self.check_loss(item.loss)
+                    result = item
+                else:
+                    result = self.train_step(item)
                 s.step += 1
                 s.global_step += 1
                 s.loss_sum += result.loss * result.seen
@@ -386,8 +403,10 @@ class Trainer:
         if self.cfg.eval_datasets:
             results = self.evaluate_other_datasets(base)
         test = rows[1]
+        # NaN (e.g. imbalance_ratio when unset) is left out: TensorBoard's HParams dashboard cannot show it.
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in base.items()
-                   if k in ("dataset", "target", "protected", "model", "method", "imbalance_ratio", "seed")}
+                   if k in ("dataset", "target", "protected", "model", "method", "imbalance_ratio", "seed")
+                   and not (isinstance(v, float) and math.isnan(v))}
         hparams.update(lr=self.cfg.trainer.lr, batch_size=self.cfg.trainer.batch_size,
                        epochs=self.epochs)
         finite = {f"hparam/test_{k}": float(test[k]) for k in
@@ -421,6 +440,7 @@ def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     a finished run (``done`` marker) is not trained again.
     """
     run_dir = Path(run_dir)
+    (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
     if cfg.resume and rundir.is_done(run_dir):
         check_same_config(cfg, run_dir)
         results = pd.read_pickle(run_dir / rundir.RESULTS)

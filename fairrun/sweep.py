@@ -1,0 +1,447 @@
+"""Sweeps: the ``+sweep=...`` presets' method list, each job's failure handling, and the end-of-sweep summary.
+
+* ``conf/sweep/*.yaml`` are Hydra sweeper params (``hydra.sweeper.params``); ``+sweep=methods`` lists the
+  methods through the ``${fairrun_methods:}`` resolver registered here (at import of :mod:`fairrun.cli`,
+  before Hydra composes anything), which keeps only the methods that suit the configured dataset and target.
+* :func:`run_sweep_job` runs one job of a multirun: a failing job writes ``<job dir>/error.txt`` and returns,
+  so the launcher goes on with the other jobs; Ctrl-C still stops the sweep.
+* :class:`SweepSummary` (a Hydra callback, ``hydra.callbacks.sweep_summary`` in ``conf/train.yaml``) runs in
+  the launching process at the end of a multirun, whatever the launcher: it reads every job directory of the
+  sweep, prints how many jobs finished and failed, and makes the exit code 1 when any did not finish.
+* :class:`JobResources` (``hydra.callbacks.job_resources``) gives each job of a multirun its CPU threads and, under
+  ``hydra/launcher=local_parallel``, its GPU, in the process that runs the job, before CUDA starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from fairrun.errors import FairrunError
+
+log = logging.getLogger("fairrun")
+
+ERROR = "error.txt"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+class SweepFailed(SystemExit):
+    """Exit code 1 at the end of a multirun in which some job did not finish (raised by the summary)."""
+
+
+# -- +sweep=methods -------------------------------------------------------------------------------
+
+def describe_dataset(dataset) -> tuple[int, int]:
+    """(classes of the target, protected groups) of a validated dataset config, from metadata only
+    (on-disk datasets: the annotation files; synthetic: a handful of generated images)."""
+    from fairrun.data.groups import check_attributes, group_names
+    from fairrun.data.registry import DATASETS
+
+    entry = DATASETS[dataset.name]
+    if entry.read_table is None:  # synthetic: the attribute values do not depend on the split sizes
+        from fairrun.data.synthetic import make_synthetic
+
+        small = max(16, 4 * dataset.num_groups)
+        values = make_synthetic(dataclasses.replace(dataset, n_train=small, n_val=small, n_test=small,
+                                                    image_size=16, group_proportions=None,
+                                                    label_group_corr=0.0))["train"].attribute_values
+    else:
+        from fairrun.data.files import table_and_splits
+
+        values = table_and_splits(dataset, entry.read_table)[0].attribute_values
+    check_attributes(values, dataset.target, dataset.protected)
+    return len(values[dataset.target]), len(group_names(values, dataset.protected))
+
+
+_METHODS_CACHE: dict[str, str] = {}
+
+
+def methods_for(run_node: DictConfig) -> str:
+    """The comma-separated method sweep for a composed ``fairrun train`` config (without ``hydra``)."""
+    from fairrun.config import validate_run_config
+    from fairrun.methods.registry import suitable_methods
+
+    key = json.dumps(OmegaConf.to_container(run_node, resolve=False), sort_keys=True, default=str)
+    if key in _METHODS_CACHE:
+        return _METHODS_CACHE[key]
+    run = validate_run_config(run_node)  # an invalid base config is reported as itself, not as "no method"
+    try:
+        num_classes, num_groups = describe_dataset(run.dataset)
+    except FairrunError as err:
+        log.warning("+sweep=methods: the dataset's metadata could not be read (%s); methods are not filtered by "
+                    "the target's classes or the number of groups", " ".join(str(err).split()))
+        num_classes = num_groups = None
+    names, refused = suitable_methods(run_node, num_classes, num_groups)
+    if not names:
+        raise FairrunError("+sweep=methods: no method suits this configuration: " +
+                           "; ".join(f"{name}: {why}" for name, why in refused.items()))
+    for name, why in refused.items():
+        log.info("+sweep=methods leaves out method=%s: %s", name, why)
+    _METHODS_CACHE[key] = ",".join(names)
+    return _METHODS_CACHE[key]
+
+
+def _task_config_from_overrides(hydra_node: DictConfig) -> DictConfig:
+    """Compose the task config again from ``hydra.overrides.task`` (sweeps and ``+sweep=`` left out): under
+    ``--cfg hydra`` Hydra resolves the hydra node alone."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not GlobalHydra.instance().is_initialized():
+        raise FairrunError("${fairrun_methods:} needs the composed fairrun train config (dataset, method, ...).")
+    overrides = OverridesParser.create().parse_overrides(list(hydra_node.overrides.task))
+    keep = [o.input_line for o in overrides if not o.is_sweep_override() and o.key_or_group != "sweep"]
+    return compose(config_name=hydra_node.job.config_name, overrides=keep)
+
+
+def _fairrun_methods(*, _root_: DictConfig) -> str:
+    container = OmegaConf.to_container(_root_, resolve=False)
+    container.pop("hydra", None)
+    if "dataset" not in container and "hydra" in _root_:
+        return methods_for(_task_config_from_overrides(_root_.hydra))
+    return methods_for(OmegaConf.create(container))
+
+
+# `hydra.sweeper.params.method: ${fairrun_methods:}` (conf/sweep/methods.yaml).
+OmegaConf.register_new_resolver("fairrun_methods", _fairrun_methods, replace=True)
+
+
+# -- the jobs of a sweep ---------------------------------------------------------------------------
+
+def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
+    """The override list of every job the basic sweeper launches for ``config`` (a multirun's composed config,
+    with ``hydra``), in job-number order; None for another sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.get("params") else {}
+    arguments = [f"{key}={value}" for key, value in (params or {}).items()]
+    arguments += list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return BasicSweeper.split_arguments(overrides, None)[0]
+
+
+@dataclass
+class JobStatus:
+    """One job of a sweep as its directory tells it."""
+
+    overrides: list
+    run_dir: Optional[Path]  # None: never started
+    state: str  # finished | failed | unfinished | not started
+    error: str = ""  # first paragraph of error.txt
+    skipped: bool = False  # finished before this multirun started
+
+
+@dataclass
+class Summary:
+    sweep_dir: Path
+    jobs: list = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(job.state == state for job in self.jobs)
+
+    @property
+    def ok(self) -> bool:
+        return all(job.state == "finished" for job in self.jobs)
+
+    def text(self) -> str:
+        finished, failed = self.count("finished"), self.count("failed")
+        other = len(self.jobs) - finished - failed
+        skipped = sum(job.skipped for job in self.jobs)
+        head = (f"fairrun: sweep {self.sweep_dir}: {len(self.jobs)} job(s), {finished} finished"
+                + (f" ({skipped} already before this launch)" if skipped else "")
+                + f", {failed} failed" + (f", {other} did not finish" if other else "") + ".")
+        lines = [head]
+        for job in self.jobs:
+            if job.state == "failed":
+                lines.append(f"  failed: {job.run_dir}: {job.error}")
+            elif job.state == "unfinished":
+                lines.append(f"  did not finish (no done marker, no error.txt: stopped from outside?): "
+                             f"{job.run_dir}")
+            elif job.state == "not started":
+                lines.append(f"  not started: {' '.join(job.overrides)}")
+        if not self.ok:
+            lines.append(f"  Launch the same command again with hydra.sweep.dir={self.sweep_dir} to run those "
+                         f"again: finished jobs are skipped, unfinished ones resume from checkpoints/last.pt.")
+        lines.append(f"  One table of every run: fairrun report {self.sweep_dir}")
+        return "\n".join(lines)
+
+
+def first_paragraph(path: Path, limit: int = 300) -> str:
+    text = path.read_text(errors="replace").strip().split("\n\n")[0]
+    text = " ".join(text.split())
+    text = text.removeprefix("fairrun: error: ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def job_dirs(sweep_dir: Path) -> dict[tuple, Path]:
+    """Every job directory under ``sweep_dir`` (one or two levels down), keyed by its sorted overrides."""
+    found = {}
+    for pattern in ("*/.hydra/overrides.yaml", "*/*/.hydra/overrides.yaml"):
+        for path in sorted(sweep_dir.glob(pattern)):
+            try:
+                overrides = yaml.safe_load(path.read_text()) or []
+            except (OSError, yaml.YAMLError):
+                continue
+            found[tuple(sorted(map(str, overrides)))] = path.parent.parent
+    return found
+
+
+def job_status(run_dir: Optional[Path], overrides: list, started: float = 0.0) -> JobStatus:
+    """What a job's directory says: finished (``done`` and ``results.pkl``, as :func:`fairrun.rundir.is_done`;
+    not imported here, to keep torch out of the launching process), failed (``error.txt``), or neither."""
+    if run_dir is None:
+        return JobStatus(list(overrides), None, "not started")
+    if (run_dir / ERROR).is_file():
+        return JobStatus(list(overrides), run_dir, "failed", first_paragraph(run_dir / ERROR))
+    if (run_dir / "done").is_file() and (run_dir / "results.pkl").is_file():
+        skipped = (run_dir / "done").stat().st_mtime < started - 1
+        return JobStatus(list(overrides), run_dir, "finished", skipped=skipped)
+    return JobStatus(list(overrides), run_dir, "unfinished")
+
+
+def summarize(config: DictConfig, started: float = 0.0) -> Summary:
+    """Read the directories of every job of the multirun described by ``config``."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    found = job_dirs(sweep_dir) if sweep_dir.is_dir() else {}
+    expected = sweep_jobs(config)
+    summary = Summary(sweep_dir)
+    if expected is None:  # another sweeper: every job directory there
+        summary.jobs = [job_status(path, list(key), started) for key, path in found.items()]
+    else:
+        summary.jobs = [job_status(found.get(tuple(sorted(job))), job, started) for job in expected]
+    return summary
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: print the jobs finished and failed; exit code 1 if any did not finish."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started = time.time()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import shutil
+
+        for lock_dir in Path(tempfile.gettempdir()).glob(slot_dir_name(os.getpid(), "*")):
+            shutil.rmtree(lock_dir, ignore_errors=True)  # local_parallel's slot locks of this launch
+        try:
+            summary = summarize(config, self.started)
+        except Exception as err:  # the summary must never hide the jobs' own outcome
+            log.warning("fairrun: could not summarise the sweep: %s", err)
+            return
+        sys.stdout.flush()
+        print(summary.text(), flush=True)
+        if not summary.ok:
+            raise SweepFailed(1)
+
+
+# -- one job of a multirun: its CPU threads and GPU --------------------------------------------------
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+_SLOT: dict = {}  # per worker process: {"dir": lock folder, "slot": k, "fd": the held lock file}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (SLURM's cgroup, taskset), not all the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def visible_gpus() -> list[str]:
+    """The launching process' GPUs as ``CUDA_VISIBLE_DEVICES`` entries (ids or UUIDs), counted without starting
+    CUDA. Kept in ``FAIRRUN_GPU_TOKENS`` so that worker processes, which inherit it and then narrow their own
+    ``CUDA_VISIBLE_DEVICES`` to one GPU, still see the whole list."""
+    if "FAIRRUN_GPU_TOKENS" not in os.environ:
+        import torch
+
+        count = torch.cuda.device_count()  # through NVML where it can: CUDA is not initialised
+        listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+        tokens = ([t.strip() for t in listed.split(",") if t.strip()][:count] if listed is not None
+                  else [str(i) for i in range(count)])
+        os.environ["FAIRRUN_GPU_TOKENS"] = ",".join(tokens)
+    return [t for t in os.environ["FAIRRUN_GPU_TOKENS"].split(",") if t]
+
+
+def selected_gpus(gpus) -> list[str]:
+    """``hydra.callbacks.job_resources.gpus``: null = every visible GPU, else indices into them."""
+    visible = visible_gpus()
+    if gpus is None:
+        return visible
+    chosen = list(gpus)
+    bad = [g for g in chosen if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < len(visible)]
+    if bad:
+        raise FairrunError(f"Invalid value for 'hydra.callbacks.job_resources.gpus': {chosen}. Accepted: null "
+                           f"(every visible GPU) or a list of indices from 0 to {len(visible) - 1} "
+                           f"({len(visible)} visible GPU(s): {', '.join(visible) or 'none'}).")
+    return [visible[g] for g in chosen]
+
+
+def _parallel_jobs(gpus=None) -> int:
+    """``${fairrun_parallel_jobs:<gpus>}``, local_parallel's default ``n_jobs``: one job per GPU, or 2 without."""
+    return len(selected_gpus(None if gpus is None else list(gpus))) or 2
+
+
+OmegaConf.register_new_resolver("fairrun_parallel_jobs", _parallel_jobs, replace=True)
+
+
+def slot_dir_name(launcher_pid, n_jobs) -> str:
+    """The lock folder (in the temporary directory) of local_parallel's slots for one launching process."""
+    return f"fairrun-slots-{os.getuid()}-{launcher_pid}-{n_jobs}"
+
+
+def take_slot(lock_dir: str, slots: int) -> int:
+    """This worker process' slot: the first free lock file ``slot-k`` in ``lock_dir``, held (flock) until the
+    process ends. A worker keeps its slot, and so its GPU, for every job it runs; a dead worker frees it."""
+    import fcntl
+
+    if _SLOT.get("dir") == lock_dir:
+        return _SLOT["slot"]
+    if _SLOT:
+        os.close(_SLOT.pop("fd"))
+        _SLOT.clear()
+    os.makedirs(lock_dir, exist_ok=True)
+    for slot in range(slots):
+        fd = os.open(os.path.join(lock_dir, f"slot-{slot}"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _SLOT.update(dir=lock_dir, slot=slot, fd=fd)
+        return slot
+    log.warning("local_parallel: all %d slots in %s are taken; this job shares slot 0", slots, lock_dir)
+    return 0
+
+
+def parallel_share(slot: int, n_jobs: int, gpus: list, threads_per_job: Optional[int], cores: int):
+    """(GPU, CPU threads) of the worker in ``slot`` when ``n_jobs`` jobs run at once on ``cores`` cores and
+    share the GPUs ``gpus`` (``CUDA_VISIBLE_DEVICES`` entries): slot k gets ``gpus[k % len(gpus)]`` (None
+    without GPUs) and ``threads_per_job`` threads, or its share of the cores."""
+    gpu = gpus[slot % len(gpus)] if gpus else None
+    return gpu, int(threads_per_job or max(1, cores // n_jobs))
+
+
+class JobResources(Callback):
+    """Before each job of a multirun (in the process that runs it): its CPU threads and, under
+    ``hydra/launcher=local_parallel`` (Hydra's joblib launcher), its GPU; then one log line saying what it got.
+
+    local_parallel: each worker process holds one slot ``k`` of ``n_jobs`` for its lifetime and runs on GPU
+    ``gpus[k % len(gpus)]`` (``CUDA_VISIBLE_DEVICES``, set before the worker starts CUDA), so N jobs share M GPUs
+    evenly; each job gets ``threads_per_job`` threads (default: usable cores // n_jobs), through
+    ``torch.set_num_threads`` and ``OMP/MKL_NUM_THREADS``. Other launchers (basic, SLURM): without
+    ``OMP_NUM_THREADS``, torch is kept to the cores the job may use (SLURM's ``cpus_per_task``).
+    """
+
+    def __init__(self, gpus=None, threads_per_job: Optional[int] = None) -> None:
+        self.gpus = None if gpus is None else list(gpus)
+        self.threads_per_job = threads_per_job
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Check ``gpus`` in the launching process (a callback's exceptions are only warnings in Hydra)."""
+        if config.hydra.launcher.get("_target_") == JOBLIB_LAUNCHER:
+            try:
+                selected_gpus(self.gpus)
+            except FairrunError as err:
+                from fairrun.cli import _paragraph
+
+                print(_paragraph(f"fairrun: error: {err}"), file=sys.stderr)
+                raise SystemExit(2) from None
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        import torch
+
+        launcher = config.hydra.launcher
+        if launcher.get("_target_") == JOBLIB_LAUNCHER:
+            n_jobs = int(launcher.n_jobs)
+            n_jobs = n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)  # joblib: -1 = every core
+            # one set of slots per launching process (the loky workers' parent)
+            lock_dir = os.path.join(tempfile.gettempdir(), slot_dir_name(os.getppid(), n_jobs))
+            slot = take_slot(lock_dir, n_jobs)
+            os.environ["FAIRRUN_JOB_SLOT"] = str(slot)
+            gpu, threads = parallel_share(slot, n_jobs, selected_gpus(self.gpus), self.threads_per_job,
+                                          usable_cores())
+            if gpu is not None:
+                if torch.cuda.is_initialized() and os.environ.get("CUDA_VISIBLE_DEVICES") != gpu:
+                    log.warning("CUDA already started in this worker; it cannot move to GPU %s", gpu)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                os.environ[name] = str(threads)
+            torch.set_num_threads(threads)
+        elif self.threads_per_job:
+            torch.set_num_threads(int(self.threads_per_job))
+        elif "OMP_NUM_THREADS" not in os.environ and 0 < usable_cores() < torch.get_num_threads():
+            torch.set_num_threads(usable_cores())
+        log.info("job %s: %d CPU thread(s), CUDA_VISIBLE_DEVICES=%s%s", config.hydra.job.num,
+                 torch.get_num_threads(), os.environ.get("CUDA_VISIBLE_DEVICES", "(not set: all)"),
+                 f", slot {os.environ['FAIRRUN_JOB_SLOT']}" if "FAIRRUN_JOB_SLOT" in os.environ else "")
+
+
+def failure_text(err: BaseException) -> str:
+    """error.txt for an exception: one paragraph; for an unexpected exception also its traceback."""
+    from fairrun.cli import _paragraph
+
+    if isinstance(err, FairrunError):
+        return _paragraph(f"fairrun: error: {err}") + "\n"
+    import torch
+
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        message = (f"out of GPU memory ({' '.join(str(err).split())[:300]}). Lower trainer.batch_size or "
+                   f"trainer.eval_batch_size, pass gpu.data_on_device=false, or run fewer jobs per GPU "
+                   f"(hydra.launcher.n_jobs).")
+    else:
+        message = f"unexpected {type(err).__name__}: {err}"
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return _paragraph(f"fairrun: error: {message}") + "\n\n" + trace
+
+
+def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir: Path) -> None:
+    """Run one job of a multirun. A failure is written to ``<run dir>/error.txt`` and logged, and the job
+    returns, so the sweep goes on; Ctrl-C (after the job saved checkpoints/last.pt) stops the sweep with code
+    130."""
+    from fairrun.cli import _paragraph
+    from fairrun.train import Interrupted
+
+    try:
+        work()
+    except Interrupted as err:
+        print(_paragraph(f"fairrun: interrupted: {err}. The sweep stopped; launch the same command again with "
+                         f"hydra.sweep.dir={sweep_dir} to resume it (finished jobs are skipped)."),
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:  # noqa: BLE001 - every failure stays in its job
+        text = failure_text(err)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR).write_text(text)
+        log.error("job %s failed (%s): %s", job_num, run_dir / ERROR, " ".join(text.split("\n\n")[0].split()))
+    finally:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
