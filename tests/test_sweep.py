@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
@@ -157,6 +158,21 @@ def test_failures_stay_in_their_job_reruns_skip_finished_jobs_and_a_killed_sweep
     assert list(rows.index) == [0, 1, 2, 4, 5]  # every job records its sweep coordinates
     assert list(rows["imbalance_ratio"]) == [0.5, 0.5, 0.9, 1.0, 1.0] and list(rows["seed"]) == [0, 1, 0, 0, 1]
 
+    # fairrun report on the real sweep: one row per ratio, the failed job listed, charts written.
+    from PIL import Image
+
+    from fairrun.report.cli import report_main
+
+    assert report_main([str(first), "--out", str(tmp_path / "report_first")]) == 0
+    table = pd.read_csv(tmp_path / "report_first" / "table.csv")
+    assert sorted(table["imbalance_ratio"]) == [0.5, 0.9, 1.0] and list(table["n"]) == [2, 1, 2]
+    assert {"accuracy_mean", "acc_gap_std", "acc_gap_lo", "acc_gap_hi"} <= set(table.columns)
+    jobs = pd.read_csv(tmp_path / "report_first" / "jobs.csv").set_index("job")
+    assert jobs.loc[3, "status"] == "failed" and (jobs["status"] == "finished").sum() == 5
+    for chart in ("acc_gap_vs_ratio.png", "accuracy_vs_acc_gap.png"):
+        with Image.open(tmp_path / "report_first" / "plots" / chart) as image:
+            assert image.width >= 400 and len(np.unique(np.asarray(image.convert("L")))) > 16
+
     # The HParams dashboard pointed at the sweep directory: one session per finished job, with its metrics.
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
@@ -215,6 +231,10 @@ def test_failures_stay_in_their_job_reruns_skip_finished_jobs_and_a_killed_sweep
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{killed / '0'} already finished" in resumed.stdout and "6 job(s), 6 finished" in resumed.stdout
     pd.testing.assert_frame_equal(_test_rows(killed), reference, check_exact=True)
+    # ... and so does its report
+    assert report_main([str(first), "--out", str(tmp_path / "r1")]) == 0
+    assert report_main([str(killed), "--out", str(tmp_path / "r2")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "r1" / "table.csv"), pd.read_csv(tmp_path / "r2" / "table.csv"))
 
 
 def test_submitit_path_runs_the_jobs_and_a_nan_loss_fails_only_its_job(tmp_path):
