@@ -124,17 +124,13 @@ OmegaConf.register_new_resolver("fairrun_methods", _fairrun_methods, replace=Tru
 def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     """The override list of every job the basic sweeper launches for ``config`` (a multirun's composed config,
     with ``hydra``), in job-number order; None for another sweeper."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from fairrun.report.collect import expand_sweep
 
     sweeper = config.hydra.sweeper
     if sweeper.get("_target_") != BASIC_SWEEPER:
         return None
     params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.get("params") else {}
-    arguments = [f"{key}={value}" for key, value in (params or {}).items()]
-    arguments += list(config.hydra.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(arguments)
-    return BasicSweeper.split_arguments(overrides, None)[0]
+    return expand_sweep(params, list(config.hydra.overrides.task))
 
 
 @dataclass
@@ -183,13 +179,6 @@ class Summary:
         return "\n".join(lines)
 
 
-def first_paragraph(path: Path, limit: int = 300) -> str:
-    text = path.read_text(errors="replace").strip().split("\n\n")[0]
-    text = " ".join(text.split())
-    text = text.removeprefix("fairrun: error: ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def job_dirs(sweep_dir: Path) -> dict[tuple, Path]:
     """Every job directory under ``sweep_dir`` (one or two levels down), keyed by its sorted overrides."""
     found = {}
@@ -203,17 +192,20 @@ def job_dirs(sweep_dir: Path) -> dict[tuple, Path]:
     return found
 
 
-def job_status(run_dir: Optional[Path], overrides: list, started: float = 0.0) -> JobStatus:
-    """What a job's directory says: finished (``done`` and ``results.pkl``, as :func:`fairrun.rundir.is_done`;
-    not imported here, to keep torch out of the launching process), failed (``error.txt``), or neither."""
+def job_status(run_dir: Optional[Path], overrides: list, started: float = 0.0, limit: int = 300) -> JobStatus:
+    """What a job's directory says (:func:`fairrun.report.collect.job_status`), with the first paragraph of
+    its error and whether it had finished before this launch (``started``)."""
+    from fairrun.report.collect import error_summary
+    from fairrun.report.collect import job_status as state_of
+
     if run_dir is None:
         return JobStatus(list(overrides), None, "not started")
-    if (run_dir / ERROR).is_file():
-        return JobStatus(list(overrides), run_dir, "failed", first_paragraph(run_dir / ERROR))
-    if (run_dir / "done").is_file() and (run_dir / "results.pkl").is_file():
-        skipped = (run_dir / "done").stat().st_mtime < started - 1
-        return JobStatus(list(overrides), run_dir, "finished", skipped=skipped)
-    return JobStatus(list(overrides), run_dir, "unfinished")
+    state = state_of(run_dir)
+    if state == "failed":
+        error = error_summary(run_dir).removeprefix("fairrun: error: ")
+        return JobStatus(list(overrides), run_dir, state, error if len(error) <= limit else error[:limit - 3] + "...")
+    skipped = state == "finished" and (run_dir / "done").stat().st_mtime < started - 1
+    return JobStatus(list(overrides), run_dir, state, skipped=skipped)
 
 
 def summarize(config: DictConfig, started: float = 0.0) -> Summary:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 
+from fairrun.cli import _paragraph
 from fairrun.errors import FairrunError
 from fairrun.report import noise, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
@@ -73,15 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fairness gap of the accuracy-vs-gap and ε-vs-gap charts (default: the first "
                              "fairness gap among --metrics, else acc_gap)")
     return parser
-
-
-def _paragraph(message: str) -> str:
-    try:
-        from fairrun.cli import _paragraph as cli_paragraph
-
-        return cli_paragraph(message)
-    except ImportError:  # pragma: no cover - fairrun.cli always has it today
-        return textwrap.fill(" ".join(str(message).split()), width=100, subsequent_indent="  ")
 
 
 def _echo(text: str = "", file=None) -> None:

@@ -118,25 +118,31 @@ def find_run_dirs(root: Path) -> tuple[list[Path], list[Path]]:
     return runs, sweeps
 
 
-def expected_jobs(sweep_dir: Path) -> list[list[str]]:
-    """The overrides of every job a multirun asked for, in Hydra's job-number order.
+def expand_sweep(params: dict, task: list) -> list[list[str]]:
+    """The overrides of every job of a basic-sweeper multirun, in Hydra's job-number order.
 
-    Reads ``multirun.yaml``: ``hydra.sweeper.params`` (key -> comma-separated values) followed by the
-    command-line overrides ``hydra.overrides.task``, expanded as Hydra's BasicSweeper does (its own
-    override parser and ``split_arguments``: the cartesian product, last key fastest). Raises
-    FairrunError when the file cannot be read or expanded (e.g. a sweep over ``glob(...)``).
+    ``params`` is ``hydra.sweeper.params`` (key -> comma-separated values), ``task`` the command-line
+    overrides; both are expanded as Hydra's BasicSweeper does (its own override parser and
+    ``split_arguments``: the cartesian product, last key fastest).
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    arguments = [f"{key}={value}" for key, value in (params or {}).items()] + [str(t) for t in task or []]
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [list(job) for job in BasicSweeper.split_arguments(overrides, None)[0]]
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]]:
+    """The overrides of every job a multirun asked for, from its ``multirun.yaml`` (:func:`expand_sweep`).
+
+    Raises FairrunError when the file cannot be read or expanded (e.g. a sweep over ``glob(...)``).
+    """
     try:
         with open(sweep_dir / MULTIRUN) as f:
             hydra_cfg = (yaml.safe_load(f) or {}).get("hydra") or {}
-        params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-        task = (hydra_cfg.get("overrides") or {}).get("task") or []
-        arguments = [f"{key}={value}" for key, value in params.items()] + [str(t) for t in task]
-        overrides = OverridesParser.create().parse_overrides(arguments)
-        return [list(job) for job in BasicSweeper.split_arguments(overrides, None)[0]]
+        return expand_sweep((hydra_cfg.get("sweeper") or {}).get("params") or {},
+                            (hydra_cfg.get("overrides") or {}).get("task") or [])
     except Exception as err:  # anything here means "cannot tell which jobs are missing"
         raise FairrunError(f"cannot expand the jobs of {sweep_dir / MULTIRUN}: {err}") from err
 
