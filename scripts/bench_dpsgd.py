@@ -94,7 +94,7 @@ def main() -> None:
     y, g = split.y[:args.batch].to(device), split.g[:args.batch].to(device)
     print(f"device {device} ({torch.get_num_threads()} threads), {args.size} px, batch {args.batch}, "
           f"median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"| model | variant | ms/step | × ERM |\n|---|---|---|---|")
+    print("| model | variant | ms/step | × ERM |\n|---|---|---|---|")
     for model_name in args.models:
         baseline = None
         for kind in ["erm", "erm (GroupNorm)", *[f"dpsgd {m}" for m in args.modes]]:
