@@ -179,6 +179,23 @@ def test_verdict(row, base, want):
     assert noise.verdict(*row, *base) == want
 
 
+def test_a_key_the_baseline_leaves_unset_matches_any_value():
+    """erm has no noise_multiplier: dpsgd rows at every σ compare with erm at the same ratio."""
+    nan = float("nan")
+    table = pd.DataFrame({
+        "method": ["erm", "erm", "dpsgd", "dpsgd", "dpsgd"],
+        "imbalance_ratio": [0.9, 0.5, 0.9, 0.9, 0.5],
+        "noise_multiplier": [nan, nan, 1.0, 2.0, 1.0],
+        "accuracy_mean": [0.8, 0.7, 0.6, 0.78, 0.5],
+        "accuracy_lo": [0.75, 0.65, 0.55, 0.74, 0.45],
+        "accuracy_hi": [0.85, 0.75, 0.65, 0.82, 0.55],
+    })
+    by = ["method", "imbalance_ratio", "noise_multiplier"]
+    out = noise.compare(table, by, ["accuracy"], ("method", "erm"))
+    assert list(out["verdict"]) == ["lower", "within noise", "lower"]
+    assert list(out["baseline_value"]) == [0.8, 0.8, 0.7]  # matched on the ratio
+
+
 def test_pareto_set_on_a_hand_made_example():
     #          a     b     c     d     e     f (= e)  g (NaN)
     acc = [0.90, 0.85, 0.80, 0.84, 0.70, 0.70, np.nan]

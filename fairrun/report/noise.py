@@ -74,11 +74,27 @@ def _number(text: str):
         return None
 
 
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _baseline_of(row: pd.Series, base_rows: pd.DataFrame, others: list[str]):
+    """The baseline row with the same values of ``others`` as ``row``; failing that, one whose differing
+    keys are all unset (``none``): a key the baseline method does not have, such as ``noise_multiplier``
+    for erm, matches any value."""
+    for loose in (False, True):
+        for _, base in base_rows.iterrows():
+            if all(_same(base[k], row[k]) or (loose and _unset(base[k])) for k in others):
+                return base
+    return None
+
+
 def compare(table: pd.DataFrame, by: list[str], metrics: list[str], baseline: tuple[str, object]) -> pd.DataFrame:
     """One row per (table row, metric): the row's and its baseline's value and interval, and the verdict.
 
     The baseline of a row is the row with ``key == value`` and the same values of the other --by
-    keys. Baseline rows themselves are left out. Columns: the --by keys, ``metric``, ``baseline``
+    keys; a key the baseline leaves unset (e.g. erm's ``noise_multiplier``) matches any value. Baseline
+    rows themselves are left out. Columns: the --by keys, ``metric``, ``baseline``
     (KEY=VALUE), ``value``, ``lo``, ``hi``, ``baseline_value``, ``baseline_lo``, ``baseline_hi``,
     ``verdict`` (one of :data:`VERDICTS`; ``no baseline`` when no row matches), ``row`` (position in
     ``table``).
@@ -90,8 +106,7 @@ def compare(table: pd.DataFrame, by: list[str], metrics: list[str], baseline: tu
     for i, row in table.reset_index(drop=True).iterrows():
         if _same(row[key], value):
             continue
-        match = base_rows[[all(_same(b[k], row[k]) for k in others) for _, b in base_rows.iterrows()]]
-        base = match.iloc[0] if len(match) else None
+        base = _baseline_of(row, base_rows, others)
         for m in metrics:
             record = {k: row[k] for k in by}
             record.update(metric=m, baseline=f"{key}={format_key(value)}", value=row[f"{m}_mean"],
