@@ -10,11 +10,7 @@ from __future__ import annotations
 import math
 import types
 
-from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.validators import ModuleValidator
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from fairrun.config import require, require_choice
 from fairrun.errors import ConfigError
@@ -33,6 +29,8 @@ def default_delta(n: int) -> float:
 
 def make_accountant(name: str):
     """A fresh Opacus accountant: ``rdp`` | ``prv`` | ``gdp``."""
+    from opacus.accountants import create_accountant  # Opacus is imported when it is used: 5 s at start-up
+
     return create_accountant(mechanism=name)
 
 
@@ -54,6 +52,8 @@ def epsilon_for(accountant_name: str, noise_multiplier: float, sample_rate: floa
 def noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
                       tolerance: float = 0.01) -> float:
     """σ such that ``steps`` steps at rate ``sample_rate`` spend at most ``target_epsilon`` (Opacus' search)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
     try:
         return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
                                           sample_rate=sample_rate, steps=steps, accountant=accountant,
@@ -112,6 +112,9 @@ def opacus_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
     shortcut addition of torchvision's residual blocks included).
     Called from ``adapt_model``, so ``fairrun eval`` rebuilds the same architecture from best.pt.
     """
+    from opacus.validators import ModuleValidator
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
     before = {type(m).__name__ for m in model.modules()}
     batchnorms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     notes = []

@@ -12,10 +12,6 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from opacus.grad_sample.utils import wrap_model
-from opacus.optimizers import get_optimizer_class
-from opacus.utils.batch_memory_manager import BatchMemoryManager
-from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
@@ -158,6 +154,8 @@ def choose_grad_sample_mode(requested: str, model_name: str) -> str:
 def per_example_module(model: nn.Module, mode: str, max_grad_norm: float, fallback: bool):
     """Opacus' per-example-gradient wrapper of ``model`` in ``mode``; with ``fallback`` (``auto``), a mode
     Opacus refuses for this model is replaced by the next of ghost → hooks → functorch."""
+    from opacus.grad_sample.utils import wrap_model  # Opacus is imported when DP-SGD runs, not at start-up
+
     modes = [mode] + ([m for m in ("hooks", "functorch") if m != mode] if fallback else [])
     for i, candidate in enumerate(modes):
         try:
@@ -261,6 +259,7 @@ class DPSGD(Method):
         self.noise_generator = torch.Generator(device=plan.device).manual_seed(plan.seed + 12_345)
         module, mode = per_example_module(model, mode, cfg.max_grad_norm, fallback=cfg.grad_sample_mode == "auto")
         self.info["mode"] = mode
+        from opacus.optimizers import get_optimizer_class
         optimizer_class = get_optimizer_class(clipping="flat", distributed=False, grad_sample_mode=mode)
         self.optimizer = optimizer_class(optimizer, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
                                          expected_batch_size=expected_batch, loss_reduction="mean",
@@ -269,6 +268,7 @@ class DPSGD(Method):
             self.accountant = privacy.make_accountant(cfg.accountant)
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
         if mode == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
             self.dp_loss = DPLossFastGradientClipping(module, self.optimizer, nn.CrossEntropyLoss(), "mean")
         self.module = module
         log.info("dpsgd: σ=%.4g, C=%g, δ=%g, sampling rate %.4g (%s), expected batch %.1f, %s accountant, "
@@ -298,6 +298,7 @@ class DPSGD(Method):
             first_logical += 1
         sampler = RecordingSampler(self.logical_sampler(plan, epoch, first_logical), physical)
         loader = DataLoader(range(len(plan.train)), batch_sampler=sampler, collate_fn=index_tensor)
+        from opacus.utils.batch_memory_manager import BatchMemoryManager
         manager = (BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical, optimizer=self.optimizer)
                    if physical is not None else nullcontext(loader))
         with manager as chunks:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from scipy import sparse
-from scipy.ndimage import gaussian_filter1d
 
 from ._common import as_ids, as_scores
 from .scores import KL_BINS, KL_EPS, KL_SIGMA, histogram_bins
@@ -186,8 +184,11 @@ def _ranking(w: np.ndarray, y: np.ndarray, last: np.ndarray) -> tuple[np.ndarray
     return auc, ap
 
 
-def _kl(w: np.ndarray, cells: sparse.csr_matrix, n_groups: int) -> np.ndarray:
-    """The smoothed-histogram KL of :func:`fairrun.metrics.kl` per replicate (row weights w)."""
+def _kl(w: np.ndarray, cells, n_groups: int) -> np.ndarray:
+    """The smoothed-histogram KL of :func:`fairrun.metrics.kl` per replicate (row weights w); ``cells`` is the
+    sparse (rows x group*class*bin) indicator matrix."""
+    from scipy.ndimage import gaussian_filter1d
+
     counts = np.asarray((cells.T @ w.T).T).reshape(w.shape[0], n_groups, 2, KL_BINS)
     sizes = counts.sum(axis=3)
     eligible = (sizes > 0).all(axis=2)  # (B, G)
@@ -236,6 +237,8 @@ def _ti_gap(w: np.ndarray, s_sorted: np.ndarray, g_sorted: np.ndarray, n_groups:
 def score_replicates(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, n_boot: int,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
     """auc, ap, kl and ti_gap for B within-group bootstrap replicates (row weights, chunked)."""
+    from scipy import sparse  # scipy is imported only when score intervals are computed
+
     order = np.argsort(s, kind="stable")[::-1]
     s_sorted, y_sorted, g_sorted = s[order], y[order].astype(np.float64), g[order].astype(np.intp)
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable, List
 
 import torch
-import torchvision
 from torch import nn
 
 from fairrun.config import require
@@ -88,15 +87,16 @@ def _cnn(cfg: CNNConfig, channels: int, size: int, num_classes: int) -> Classifi
     return Classifier(nn.Sequential(*layers), width_in, num_classes)
 
 
-_RESNETS = {
-    "resnet18": (torchvision.models.resnet18, "ResNet18_Weights"),
-    "resnet34": (torchvision.models.resnet34, "ResNet34_Weights"),
-    "resnet50": (torchvision.models.resnet50, "ResNet50_Weights"),
-}
+# name -> (torchvision builder, weights enum); torchvision is imported when a ResNet is built (its import
+# pulls in torch._dynamo: seconds at every start-up otherwise)
+_RESNETS = {"resnet18": ("resnet18", "ResNet18_Weights"), "resnet34": ("resnet34", "ResNet34_Weights"),
+            "resnet50": ("resnet50", "ResNet50_Weights")}
 
 
 def _pretrained_state(name: str) -> dict:
     """ImageNet weights from the local torch hub cache; never downloads."""
+    import torchvision
+
     weights = getattr(torchvision.models, _RESNETS[name][1]).IMAGENET1K_V1
     filename = Path(weights.url).name
     path = Path(torch.hub.get_dir()) / "checkpoints" / filename
@@ -111,7 +111,9 @@ def _pretrained_state(name: str) -> dict:
 
 
 def _resnet(cfg: ResNetConfig, channels: int, size: int, num_classes: int) -> Classifier:
-    net = _RESNETS[cfg.name][0](weights=None)
+    import torchvision
+
+    net = getattr(torchvision.models, _RESNETS[cfg.name][0])(weights=None)
     if cfg.pretrained:
         net.load_state_dict(_pretrained_state(cfg.name))
     if size < 96 or channels != 3:
