@@ -144,10 +144,11 @@ def test_yaml_defaults_match_the_config_dataclass():
 # any alpha tried (0.1, 0.3, 1; balanced or not). The demographic-parity adversary of Zhang et al. (on the
 # logits) with a group-balanced loss is seed- and version-sensitive: alpha=0.1 lowered dp_diff on every
 # seed with the packages of 2026-11-23 (0.253 -> 0.155) but not with those of 2026-12-04 (numpy 2.4.6,
-# pandas 3.1.1, torch 2.14.1: seeds 0-4 ERM 0.184/0.394/0.242/0.452/0.028 -> 0.342/0.306/0.192/0.504/0.456).
-# alpha=1 costs accuracy and gains no parity (dp_diff 0.332/0.422/0.304, accuracy 0.548/0.483/0.654).
-# alpha=0.3 is the trade-off this test pins down: dp_diff 0.096/0.482/0.066 (mean 0.215) vs ERM 0.273, accuracy 0.717
-# vs ERM 0.759 — lower on two seeds of three, worse on seed 1.
+# pandas 3.1.1, torch 2.14.1: seeds 0-4 ERM 0.184/0.394/0.242/0.452/0.028 ->
+# 0.342/0.306/0.192/0.504/0.456). alpha=1 costs accuracy and gains no parity (dp_diff
+# 0.332/0.422/0.304, accuracy 0.548/0.483/0.654). alpha=0.3 is the trade-off this test pins down:
+# dp_diff 0.096/0.482/0.066 (mean 0.215) vs ERM 0.273, accuracy 0.717 vs ERM 0.759 — lower on two
+# seeds of three, worse on seed 1.
 
 def test_adversarial_on_logits_lowers_the_selection_rate_gap_over_erm():
     erm = split_rows([])
