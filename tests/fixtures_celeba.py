@@ -1,7 +1,9 @@
 """A tiny CelebA on disk, in the exact file formats of the official release or of the Kaggle copy.
 
 ``make_celeba(root, n, layout, seed)`` writes ``n`` real JPEG images and the attribute and partition
-files. Attributes are random except that, within every split, the four Smiling x Male combinations
+files; ``make_torchvision_celeba(root, ...)`` writes the same under ``root/celeba/``, where
+torchvision's ``CelebA(root)`` keeps it (with the identity, bbox and landmark files of the official
+release too). Attributes are random except that, within every split, the four Smiling x Male combinations
 are as balanced as possible (so both values of each occur everywhere). The pictures depend weakly
 on them so a classifier can learn something: a bright mouth-like bar for Smiling and a darker
 background for Male, on top of noise.
@@ -109,3 +111,37 @@ def write_kaggle_annotations(root: Path, names: list[str], values: np.ndarray,
     (root / "list_attr_celeba.csv").write_text("\n".join(lines) + "\n")
     rows = ["image_id,partition"] + [f"{name},{code}" for name, code in zip(names, partition)]
     (root / "list_eval_partition.csv").write_text("\n".join(rows) + "\n")
+
+
+def make_torchvision_celeba(root: Path, n: int = 60, layout: str = "official", seed: int = 0,
+                            image_size: tuple[int, int] = (178, 218)) -> Path:
+    """``make_celeba`` in ``root/celeba/`` (torchvision's ``CelebA(root)`` layout); return ``root``.
+
+    The official layout also gets torchvision's other three annotation files (identity_CelebA.txt,
+    list_bbox_celeba.txt, list_landmarks_align_celeba.txt) in their published formats.
+    """
+    folder = make_celeba(Path(root) / "celeba", n=n, layout=layout, seed=seed, image_size=image_size)
+    if layout == "official":
+        write_other_official_annotations(folder, [f"{i:06d}.jpg" for i in range(1, n + 1)],
+                                         np.random.default_rng(seed + 1))
+    return Path(root)
+
+
+def write_other_official_annotations(root: Path, names: list[str], rng: np.random.Generator) -> None:
+    """identity_CelebA.txt (``000001.jpg 2880``), list_bbox_celeba.txt and list_landmarks_align_celeba.txt.
+
+    The last two start with the count and the column names, like list_attr_celeba.txt. fairrun
+    reads none of them; they make the folder look like the real release.
+    """
+    identities = rng.integers(1, 10178, size=len(names))
+    (root / "identity_CelebA.txt").write_text("".join(f"{n} {i}\n" for n, i in zip(names, identities)))
+    boxes = [str(len(names)), "image_id x_1 y_1 width height"]
+    boxes += [f"{n:<10}{x:>6}{y:>6}{w:>6}{h:>6}" for n, (x, y, w, h) in
+              zip(names, rng.integers(50, 500, size=(len(names), 4)))]
+    (root / "list_bbox_celeba.txt").write_text("\n".join(boxes) + "\n")
+    columns = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
+               "rightmouth_y")
+    marks = [str(len(names)), columns]
+    marks += [f"{n:<10}" + "".join(f"{v:>6}" for v in row) for n, row in
+              zip(names, rng.integers(60, 160, size=(len(names), 10)))]
+    (root / "list_landmarks_align_celeba.txt").write_text("\n".join(marks) + "\n")

@@ -11,6 +11,13 @@ CelebA (Liu et al., "Deep Learning Face Attributes in the Wild", ICCV 2015) has 
   ``list_eval_partition.csv`` (``image_id,partition``) and the images in
   ``img_align_celeba/img_align_celeba/``.
 
+Either layout may sit in ``dataset.root`` itself or in its ``celeba/`` sub-folder, which is where
+torchvision's ``CelebA(root)`` keeps it (``ROOT/celeba/img_align_celeba/...`` and the annotation files
+in ``ROOT/celeba/``). ``dataset.root`` is tried first, then ``celeba/``; the folder used is logged and
+is the ``ImageTable.root`` (so it is part of the decoded-image cache key). When neither holds a
+complete copy, the error also names any folder a few levels below ``dataset.root`` (a bounded
+search) or just above it that does hold one.
+
 ``dataset.layout=auto`` uses the official layout when it is complete, else the Kaggle one.
 torchvision's ``CelebA`` is not used: it MD5-checks every annotation file, so it rejects subsets and
 the Kaggle copy. Here a subset is any set of rows: the count line may disagree with the rows (the
@@ -24,6 +31,7 @@ model trained on CelebA can be evaluated on UTKFace or FairFace with the same at
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -43,7 +51,7 @@ OBTAIN = ("https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, Google Drive folde
           "for img_align_celeba.zip, 'Anno' for list_attr_celeba.txt and 'Eval' for list_eval_partition.txt, "
           "or the Kaggle copy jessicali9530/celeba-dataset")
 LAYOUTS = ("auto", "official", "kaggle")
-LAYOUT_FILES = {  # annotation files and image directory of each layout, relative to dataset.root
+LAYOUT_FILES = {  # annotation files and image directory of each layout, relative to the CelebA folder
     "official": ("list_attr_celeba.txt", "list_eval_partition.txt", "img_align_celeba/"),
     "kaggle": ("list_attr_celeba.csv", "list_eval_partition.csv", "img_align_celeba/img_align_celeba/"),
 }
@@ -53,6 +61,17 @@ LAYOUT_DESCRIPTION = (
     "000001.jpg ... (any subset of the rows and images is fine)."
 )
 SOURCES = {"official": "CelebA (official layout)", "kaggle": "CelebA (Kaggle layout)"}
+LAYOUT_NAMES = {"official": "official layout", "kaggle": "Kaggle layout"}
+SUBFOLDER = "celeba"  # torchvision's CelebA(root) keeps the dataset in root/celeba/
+FOLDERS_DESCRIPTION = (f" Either layout may be in dataset.root itself or in its {SUBFOLDER}/ sub-folder "
+                       f"(torchvision's layout: ROOT/{SUBFOLDER}/img_align_celeba/... with the annotation "
+                       f"files in ROOT/{SUBFOLDER}/).")
+# Bounds of the search below dataset.root for a copy to name in the missing-files error: it only runs
+# when the files are missing, and never reads a huge tree (an image folder has 202,599 entries).
+SEARCH_DEPTH = 3  # levels below dataset.root
+SEARCH_MAX_FOLDERS = 200  # folders listed in all
+SEARCH_MAX_ENTRIES = 2000  # entries read per folder
+SEARCH_MAX_REPORTED = 3  # copies named in the message
 PARTITION_SPLITS = {0: "train", 1: "val", 2: "test"}
 
 CELEBA_ATTRIBUTES = (
@@ -116,8 +135,7 @@ def read_table(cfg) -> ImageTable:
     adds the ``gender`` alias of ``Male``. Image files listed but absent are skipped
     (``dataset.skip_bad=true``) or reported as an error. CelebA: Liu et al., ICCV 2015.
     """
-    root = resolve_root(cfg, "CelebA", OBTAIN)
-    layout = detect_layout(root, getattr(cfg, "layout", "auto"))
+    root, layout = locate(resolve_root(cfg, "CelebA", OBTAIN), getattr(cfg, "layout", "auto"))
     attr_file, partition_file, image_dir = LAYOUT_FILES[layout]
     if layout == "official":
         attributes = read_official_attributes(root / attr_file)
@@ -141,20 +159,106 @@ def read_table(cfg) -> ImageTable:
     return drop_missing_images(table, bool(cfg.skip_bad), f"{attr_file} and {partition_file}")
 
 
-def detect_layout(root: Path, layout: str = "auto") -> str:
-    """The layout to read: the requested one, or with ``auto`` official if complete, else Kaggle.
+def locate(root: Path, layout: str = "auto") -> tuple[Path, str]:
+    """The folder holding CelebA and its layout: ``root`` itself, else torchvision's ``root/celeba/``.
 
-    Raises the missing-files error (every file looked for, what was found, where to get CelebA)
-    when the requested layout, or with ``auto`` neither layout, is complete.
+    Logs the folder used. When neither is complete, raises the missing-files error: every file
+    looked for, what was found, and any folder below (or just above) ``root`` that holds a copy.
     """
     candidates = ["official", "kaggle"] if layout == "auto" else [layout]
-    for candidate in candidates:
-        if all((root / entry).exists() for entry in LAYOUT_FILES[candidate]):
-            return candidate
-    expected = [entry for candidate in candidates for entry in LAYOUT_FILES[candidate]]
-    found = [entry for entry in expected if (root / entry).exists()]
+    sub = root / SUBFOLDER
+    for folder in (root, sub):
+        for candidate in candidates:
+            if is_complete(folder, candidate):
+                folder = folder.resolve()  # the cache key holds the resolved folder, symlinks followed
+                if folder == root:
+                    log.info("CelebA: %s in dataset.root=%s", LAYOUT_NAMES[candidate], folder)
+                else:
+                    log.info("CelebA: %s in %s (the %s/ sub-folder of dataset.root=%s, torchvision's layout)",
+                             LAYOUT_NAMES[candidate], folder, SUBFOLDER, root)
+                return folder, candidate
+    entries = [entry for candidate in candidates for entry in LAYOUT_FILES[candidate]]
+    expected = list(entries)
+    expected += [f"{SUBFOLDER}/{entry}" for entry in entries] if sub.is_dir() else [f"{SUBFOLDER}/"]
+    found = [entry for entry in expected if entry != f"{SUBFOLDER}/" and (root / entry).exists()]
     note = f"Found only: {', '.join(found)}." if found else "None of them exists."
-    raise missing_files_error("CelebA", root, expected, LAYOUT_DESCRIPTION, OBTAIN, found=note)
+    copies = copies_near(root)
+    if copies:
+        shown = "; ".join(f"{folder} ({LAYOUT_NAMES[kind]})" for folder, kind in copies[:SEARCH_MAX_REPORTED])
+        more = f" and {len(copies) - SEARCH_MAX_REPORTED} more" if len(copies) > SEARCH_MAX_REPORTED else ""
+        first, kind = copies[0]
+        fix = f"pass dataset.root={first}" if first != root else ""
+        if kind not in candidates:  # only when dataset.layout names the other layout
+            fix += f"{' with ' if fix else 'pass '}dataset.layout={kind} (or auto)"
+        note += f" A CelebA copy is in {shown}{more}: {fix}."
+    raise missing_files_error("CelebA", root, expected, LAYOUT_DESCRIPTION + FOLDERS_DESCRIPTION, OBTAIN,
+                              found=note)
+
+
+def detect_layout(root: Path, layout: str = "auto") -> str:
+    """The layout of the CelebA copy found from ``root`` (see :func:`locate`, which also gives the folder)."""
+    return locate(root, layout)[1]
+
+
+def is_complete(folder: Path, layout: str, names: Optional[set[str]] = None) -> bool:
+    """Whether ``folder`` holds every annotation file and the image folder of ``layout``.
+
+    ``names``: the folder's entries when already listed (saves the stat of each annotation file).
+    """
+    attr_file, partition_file, image_dir = LAYOUT_FILES[layout]
+    if names is not None and not {attr_file, partition_file, image_dir.split("/")[0]} <= names:
+        return False
+    return ((folder / attr_file).is_file() and (folder / partition_file).is_file()
+            and (folder / image_dir).is_dir())
+
+
+def copies_near(root: Path) -> list[tuple[Path, str]]:
+    """Folders (with their layout) holding a complete CelebA copy in, below or just above ``root``.
+
+    ``root`` and its ``celeba/`` sub-folder only show up with the layout that dataset.layout did not
+    name (else they would have been used). Below ``root``: a breadth-first search at most
+    SEARCH_DEPTH levels deep that lists at most SEARCH_MAX_FOLDERS folders and reads at most
+    SEARCH_MAX_ENTRIES entries of each, skipping hidden folders and never listing an image folder, so
+    a huge tree costs a bounded number of reads. Above: the parent and grandparent (a dataset.root
+    pointing into ``img_align_celeba/``), checked with a few stats.
+    """
+    copies: list[tuple[Path, str]] = []
+    level, listed = [root], 0
+    for _ in range(SEARCH_DEPTH + 1):
+        below: list[Path] = []
+        for folder in level:
+            if listed >= SEARCH_MAX_FOLDERS:
+                break
+            listed += 1
+            names, folders = bounded_listing(folder)
+            copies += [(folder.resolve(), kind) for kind in LAYOUT_FILES if is_complete(folder, kind, names)]
+            below += [folder / name for name in sorted(folders) if name != "img_align_celeba"]
+        level = below
+        if not level or listed >= SEARCH_MAX_FOLDERS:
+            break
+    for parent in list(root.parents)[:2]:
+        copies += [(parent, kind) for kind in LAYOUT_FILES if is_complete(parent, kind)]
+    return copies
+
+
+def bounded_listing(folder: Path) -> tuple[set[str], set[str]]:
+    """Up to SEARCH_MAX_ENTRIES entry names of ``folder``, and which of them are (non-hidden) folders."""
+    names: set[str] = set()
+    folders: set[str] = set()
+    try:
+        with os.scandir(folder) as entries:
+            for count, entry in enumerate(entries):
+                if count >= SEARCH_MAX_ENTRIES:
+                    break
+                names.add(entry.name)
+                try:
+                    if not entry.name.startswith(".") and entry.is_dir():
+                        folders.add(entry.name)
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return names, folders
 
 
 def read_official_attributes(path: Path) -> pd.DataFrame:
