@@ -358,7 +358,7 @@ class Trainer:
     def finish(self, writer: SummaryWriter) -> pd.DataFrame:
         best = rundir.load_checkpoint(self.run_dir / rundir.BEST)
         self.model.load_state_dict(best["model"])
-        self.method.load_state_dict(best["method"])
+        self.method.load_state_dict(self.method.state_for_release(best["method"]))
         self.method.after_fit(self.model, self.val, self.train_raw)
         self.method.write_files(self.run_dir)
         # best.pt holds the final model (after after_fit) so `fairrun eval` reproduces these results.

@@ -21,7 +21,7 @@ from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.methods.dp_fedavg import DPFedAvgConfig, clients_per_group, make_partition
 from fairrun.models.classifier import Classifier
 from fairrun.privacy import noise_for_epsilon
-from fairrun.train import run_training
+from fairrun.train import Trainer, run_training
 from tests.conftest import TINY, compose_train
 from tests.resume import assert_same_results, resume_after_interrupt
 
@@ -54,8 +54,8 @@ def test_private_and_plain_fedavg_learn_and_report_privacy(learned):
         assert test["accuracy"] > 0.68, (mode, test["accuracy"])
         assert test["fl_num_clients"] == 30 and test["fl_partition"] == "iid" and test["fl_rounds"] == 20
         assert test["fl_local_epochs"] == 2 and test["dp_sample_rate"] == 0.5
-        # ε and the step count are those of the kept (best-validation) checkpoint: 10 rounds per epoch
-        assert test["dp_steps"] == 10 * test["best_epoch"]
+        # ε and the step count cover every round trained, whichever epoch's checkpoint is kept
+        assert test["dp_steps"] == 20
     private = learned["private"][0].iloc[0]
     assert math.isfinite(private["epsilon"]) and private["epsilon"] > 0 and bool(private["fl_private"])
     assert (private["noise_multiplier"], private["max_grad_norm"]) == (0.3, 0.5)
@@ -71,6 +71,24 @@ def test_epsilon_is_opacus_rdp_of_the_sampled_gaussian_mechanism_per_round(learn
     accountant = RDPAccountant()
     accountant.history = [(0.3, 0.5, int(row["dp_steps"]))]
     assert row["epsilon"] == pytest.approx(accountant.get_epsilon(delta=0.01), rel=1e-9)
+
+
+def test_epsilon_covers_every_round_when_an_earlier_epoch_is_kept(tmp_path, monkeypatch):
+    """The released checkpoint is chosen after all rounds were run, so ε counts all of them."""
+    real = Trainer.validate
+
+    def first_epoch_best(self, writer):
+        accuracy, worst = real(self, writer)
+        return 1.0 - 0.01 * self.state.epoch, worst
+
+    monkeypatch.setattr(Trainer, "validate", first_epoch_best)
+    row = run(tmp_path, "early", *PRIVATE).set_index("split").loc["test"]
+    assert row["best_epoch"] == 1 and row["dp_steps"] == 20
+    fresh = RDPAccountant()
+    fresh.history = [(0.3, 0.5, 20)]
+    assert row["epsilon"] == pytest.approx(fresh.get_epsilon(delta=0.01), rel=1e-9)
+    saved = torch.load(tmp_path / "early" / "checkpoints" / "best.pt", weights_only=True)
+    assert saved["method"]["rounds_done"] == 20
 
 
 def test_batchnorm_is_replaced_by_groupnorm_in_both_modes(learned):

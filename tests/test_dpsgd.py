@@ -12,7 +12,7 @@ from fairrun import privacy
 from fairrun.config import validate_run_config
 from fairrun.errors import ConfigError
 from fairrun.methods.dpsgd import PoissonBatches, physical_count
-from fairrun.train import run_training
+from fairrun.train import Trainer, run_training
 from tests.conftest import TINY, TINY_CNN, compose_train
 from tests.resume import assert_same_results, resume_after_interrupt
 
@@ -53,11 +53,46 @@ def test_epsilon_is_exactly_the_accountants_for_the_steps_taken(learned):
     n_train = int(sum(test[c] for c in learned.columns if c.startswith("n_train[")))
     steps_per_epoch = math.ceil(n_train / 128)
     assert test["dp_sample_rate"] == 128 / n_train
-    # The released model is the best-validation checkpoint: ε covers the steps taken until then.
-    assert test["dp_steps"] == test["best_epoch"] * steps_per_epoch
+    # ε covers every step trained, whichever epoch's checkpoint is released.
+    assert test["dp_steps"] == 8 * steps_per_epoch
     accountant = RDPAccountant()
     accountant.history = [(0.7, 128 / n_train, int(test["dp_steps"]))]
     assert test["epsilon"] == pytest.approx(accountant.get_epsilon(delta=test["delta"]), rel=1e-9)
+
+
+def first_epoch_selected(monkeypatch):
+    """Make validation prefer epoch 1, so the released checkpoint is not the last one trained."""
+    real = Trainer.validate
+
+    def validate(self, writer):
+        accuracy, worst = real(self, writer)
+        return 1.0 - 0.01 * self.state.epoch, worst
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+def test_epsilon_covers_every_step_trained_when_an_earlier_epoch_is_kept(tmp_path, monkeypatch):
+    """Selecting the best-validation checkpoint after seeing all of them is post-processing of the whole
+    run: ε, dp_steps and the accountant history saved in best.pt count all epochs × steps per epoch."""
+    first_epoch_selected(monkeypatch)
+    results = run([*SMALL, "trainer.epochs=3", "method=dpsgd", "method.noise_multiplier=1.1"], tmp_path)
+    test = results.loc["test"]
+    assert test["best_epoch"] == 1 and test["epochs"] == 3
+    steps = 3 * math.ceil(600 / 64)
+    assert test["dp_steps"] == steps
+    fresh = RDPAccountant()
+    fresh.history = [(1.1, 64 / 600, steps)]
+    assert test["epsilon"] == pytest.approx(fresh.get_epsilon(delta=test["delta"]), rel=1e-9)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert sum(h[2] for h in saved["method"]["accountant"]["history"]) == steps
+    # fairrun eval reports the same ε
+    from hydra import compose, initialize_config_module
+
+    from fairrun.eval_run import run_eval
+    with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
+        eval_cfg = compose(config_name="eval", overrides=[f"run_dir={tmp_path / 'run'}", "gpu=cpu"])
+    again = run_eval(tmp_path / "run", eval_cfg).set_index("split").loc["test"]
+    assert again["epsilon"] == pytest.approx(test["epsilon"], rel=1e-12) and again["dp_steps"] == steps
 
 
 def test_epsilon_helper_matches_opacus_reference_values():

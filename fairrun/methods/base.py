@@ -170,3 +170,14 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    def state_for_release(self, selected: dict) -> dict:
+        """The method state to evaluate and save the released model with, given ``selected``, the method
+        state stored with the selected (best-validation) checkpoint; called at the end of training.
+
+        Most methods return ``selected``. A method whose state describes the whole training run rather than
+        the selected weights keeps that part from the end of training: a privacy accountant must cover every
+        step trained, because choosing a checkpoint after seeing all of them is post-processing of the
+        whole trajectory (Abadi et al., CCS 2016; Opacus and TF-Privacy report ε this way).
+        """
+        return selected

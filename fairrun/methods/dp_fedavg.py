@@ -444,7 +444,8 @@ class DPFedAvg(Method):
 
     def after_fit(self, model, val, train=None) -> None:
         if self.cfg.private:
-            log.info("dp_fedavg: kept checkpoint after %d rounds: ε=%.4g at δ=%g (user level, σ=%.4g, q=%g)",
+            log.info("dp_fedavg: %d rounds trained: ε=%.4g at δ=%g (user level, σ=%.4g, q=%g; ε covers every "
+                     "round trained, whichever epoch's checkpoint is kept)",
                      self.rounds_done, self.epsilon(), self.delta, self.noise_multiplier,
                      self.cfg.client_rate)
 
@@ -460,6 +461,11 @@ class DPFedAvg(Method):
         return {"accountant": {"history": [list(h) for h in self.accountant.history],
                                "mechanism": self.accountant.mechanism()},
                 "rounds_done": self.rounds_done, "noise_multiplier": self.noise_multiplier}
+
+    def state_for_release(self, selected: dict) -> dict:
+        """All of this method's state (accountant, rounds done) describes the whole run: ε and ``dp_steps``
+        cover every round trained, whichever epoch's weights are released."""
+        return self.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

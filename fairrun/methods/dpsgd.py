@@ -341,6 +341,11 @@ class DPSGD(Method):
             state["noise_generator"] = self.noise_generator.get_state()
         return state
 
+    def state_for_release(self, selected: dict) -> dict:
+        """The accountant as at the end of training: ε and ``dp_steps`` cover every step trained, whichever
+        epoch's weights are released (selecting a checkpoint is post-processing of the whole run)."""
+        return {**selected, "accountant": self.accountant.state_dict() if self.accountant else None}
+
     def load_state_dict(self, state: dict) -> None:
         self.info = dict(state.get("info", {}))
         if state.get("accountant") is not None:
