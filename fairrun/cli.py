@@ -6,6 +6,7 @@ flag works after the subcommand: ``--help``, ``--cfg job``, ``-m`` (multirun), o
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-import fairrun.sweep  # noqa: F401  (registers the ${fairrun_methods:} resolver before Hydra composes)
+import fairrun.resolvers  # noqa: F401  (every resolver of fairrun's YAML, registered before Hydra composes)
+import fairrun.sweep
 from fairrun.errors import FairrunError
 
 log = logging.getLogger("fairrun")
@@ -34,6 +36,19 @@ COMMANDS = {
 }
 # Commands with a second word: `fairrun gan train`, `fairrun vae minority`.
 SUBCOMMANDS = {"gan": ("train",), "vae": ("train", "minority")}
+SUBCOMMAND_HELP = {
+    "gan train": "dataset=NAME [gan.*] [out_dir=DIR]: train fairrun's GAN on a dataset (or one group / label "
+                 "of it) and export a TorchScript generator",
+    "vae train": "dataset=NAME [vae.*] [out_dir=DIR]: train the convolutional VAE",
+    "vae minority": "run_dir=DIR [fraction=0.05]: the rarest training images under a trained VAE's latent "
+                    "density",
+}
+HELP_FLAGS = ("-h", "--help", "help")
+# Hydra's help flags: they compose the config to list its keys.
+HYDRA_HELP_FLAGS = ("-h", "--help", "--hydra-help")
+# Commands whose config has no default dataset (`dataset: ???`): `fairrun prepare`, `fairrun data`.
+NEEDS_DATASET = ("prepare", "data")
+HELP_DATASET = "synthetic"  # the dataset their --help composes the config with when none is given
 USAGE = """usage: fairrun <command> [hydra overrides ...]
 
 fairrun trains image classifiers and measures how fair they are; every run leaves a run directory
@@ -186,11 +201,113 @@ APPS = {"train": train_app, "eval": eval_app, "prepare": prepare_app, "data": da
         "gan train": gan_train_app, "vae train": vae_train_app, "vae minority": vae_minority_app}
 
 
+def dataset_names() -> list[str]:
+    """The options of the ``dataset`` config group (conf/dataset/*.yaml), read without composing anything."""
+    from importlib import resources
+
+    folder = resources.files("fairrun.conf").joinpath("dataset")
+    return sorted(p.name[:-len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _chooses(args: list[str], group: str) -> bool:
+    """Whether the overrides choose an option of config group ``group`` (``group=x``, ``+group=x``, ...)."""
+    return any("=" in a and a.split("=", 1)[0].lstrip("+~") == group for a in args)
+
+
+def _subcommand_usage(command: str) -> str:
+    lines = [f"usage: fairrun {command} <{'|'.join(SUBCOMMANDS[command])}> [hydra overrides ...]", "",
+             f"{COMMANDS[command]}", "", "commands:"]
+    for word in SUBCOMMANDS[command]:
+        name = f"{command} {word}"
+        lines.append(textwrap.fill(f"fairrun {name} {SUBCOMMAND_HELP[name]}", width=100, initial_indent="  ",
+                                   subsequent_indent="      "))
+    lines += ["", f"Each has its own help, e.g. fairrun {command} {SUBCOMMANDS[command][0]} --help "
+                  f"(config keys and examples)."]
+    return "\n".join(lines)
+
+
+# The exit code when a BrokenPipeError reaches main(): what a shell reports for a command ended by SIGPIPE
+# (128 + 13), as `yes | head -1` does; only visible with `set -o pipefail`.
+EXIT_STDOUT_CLOSED = 141
+
+
+def _stdout_closed() -> None:
+    """stdout's reader went away (``fairrun --help | head -2``): point stdout's file descriptor at devnull, so
+    that what is still buffered, later output and Python's own flush at exit go nowhere, quietly (the
+    Python docs' recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (pytest's capture): nothing to do
+        pass
+
+
+class QuietStdout:
+    """``sys.stdout`` of the ``fairrun`` command: the real stream until its reader goes away, then silence.
+
+    Hydra prints help and composed configs inside its own error handler, and logging handlers catch their
+    own errors, so a BrokenPipeError there would become a traceback (or a "Logging error" per line) long
+    before :func:`main` could catch it. Writes after the reader left are dropped, and the command goes on:
+    a training run piped into ``head`` still finishes and writes its run directory."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.closed_early = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_early:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.closed_early:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed_early = True
+        _stdout_closed()
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding, buffer, ...
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``fairrun`` console script."""
+    """Entry point of the ``fairrun`` console script (:func:`run_command`). A closed stdout ends nothing
+    and prints no traceback: ``fairrun --help | head -2`` stops quietly (exit code 0; 141, as for a
+    command ended by SIGPIPE, if a BrokenPipeError still reaches this point)."""
+    if argv is None and sys.stdout is not None and not isinstance(sys.stdout, QuietStdout):
+        sys.stdout = QuietStdout(sys.stdout)  # the console script; not when called in-process (tests)
+    try:
+        run_command(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
+        sys.exit(EXIT_STDOUT_CLOSED)
+    except SystemExit:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
+            sys.exit(EXIT_STDOUT_CLOSED)
+        raise
+
+
+def run_command(argv: list[str] | None = None) -> None:
+    """Pop the subcommand from ``argv`` (default: ``sys.argv[1:]``) and run its Hydra app."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = "\n".join(f"  {name:<8}{text}" for name, text in COMMANDS.items())
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in HELP_FLAGS:
         print(USAGE.format(commands=commands))
         return
     command, rest = argv[0], argv[1:]
@@ -200,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(report_main(rest))
     if command in SUBCOMMANDS:
         words = SUBCOMMANDS[command]
+        if rest and rest[0] in HELP_FLAGS:
+            print(_subcommand_usage(command))
+            return
         if not rest or rest[0] not in words:
             given = f"{rest[0]!r}" if rest else "nothing"
             print(_paragraph(f"fairrun: error: fairrun {command} needs one of: {', '.join(words)} (got {given}), "
@@ -216,6 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         print(_paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
                          "fairrun eval run_dir=PATH (a directory written by fairrun train)."), file=sys.stderr)
         sys.exit(2)
+    help_dataset = False
+    if command in NEEDS_DATASET and not _chooses(rest, "dataset"):
+        if not any(a in HYDRA_HELP_FLAGS for a in rest):
+            print(_paragraph(f"fairrun: error: fairrun {command} needs the dataset to read: dataset=NAME, "
+                             f"one of {', '.join(dataset_names())} (e.g. fairrun {command} dataset=celeba "
+                             f"dataset.root=/data/celeba; see fairrun {command} --help)."), file=sys.stderr)
+            sys.exit(2)
+        # --help composes the config to list its keys: show them with the built-in dataset
+        rest, help_dataset = [*rest, f"dataset={HELP_DATASET}"], True
     sys.argv = [f"fairrun-{command.replace(' ', '-')}", *rest]
     try:
         APPS[command]()
@@ -226,6 +355,10 @@ def main(argv: list[str] | None = None) -> None:
         # before our task runs: those are user mistakes, so they exit 2 like ours.
         if exit_.code == 1 and not _task_started:
             sys.exit(2)
+        if help_dataset and not exit_.code:
+            print(_paragraph(f"(No dataset= was given: the config above is shown with "
+                             f"dataset={HELP_DATASET}. fairrun {command} needs one: dataset=NAME, one of "
+                             f"{', '.join(dataset_names())}.)"))
         raise
     except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C while parallel jobs ran in other processes
         print(_paragraph("fairrun: interrupted. Launch the same command again (for a sweep, with "

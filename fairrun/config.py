@@ -18,13 +18,9 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+import fairrun.resolvers  # noqa: F401  (`${unless_set:...}` of conf/method/dpsgd.yaml and friends; see there)
 from fairrun.decision import EvalConfig, PostprocessConfig
 from fairrun.errors import ConfigError
-
-# `${unless_set:${.other},value}`: `value` unless the sibling key `other` is set, then null. Lets a YAML give a
-# default that yields to an alternative key (dpsgd's noise_multiplier yields to target_epsilon), while
-# setting both explicitly stays an error.
-OmegaConf.register_new_resolver("unless_set", lambda other, value: value if other is None else None, replace=True)
 
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,8 +1,9 @@
 """Sweeps: the ``+sweep=...`` presets' method list, each job's failure handling, and the end-of-sweep summary.
 
 * ``conf/sweep/*.yaml`` are Hydra sweeper params (``hydra.sweeper.params``); ``+sweep=methods`` lists the
-  methods through the ``${fairrun_methods:}`` resolver registered here (at import of :mod:`fairrun.cli`,
-  before Hydra composes anything), which keeps only the methods that suit the configured dataset and target.
+  methods through the ``${fairrun_methods:}`` resolver (:func:`methods_resolver`, registered by
+  :mod:`fairrun.resolvers` at start-up of every command), which keeps only the methods that suit the
+  configured dataset and target.
 * :func:`run_sweep_job` runs one job of a multirun: a failing job writes ``<job dir>/error.txt`` and returns,
   so the launcher goes on with the other jobs; Ctrl-C still stops the sweep.
 * :class:`SweepSummary` (a Hydra callback, ``hydra.callbacks.sweep_summary`` in ``conf/train.yaml``) runs in
@@ -29,6 +30,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+import fairrun.resolvers  # noqa: F401  (fairrun's resolvers, for code that composes without the CLI)
 from fairrun.errors import FairrunError
 
 log = logging.getLogger("fairrun")
@@ -107,16 +109,13 @@ def _task_config_from_overrides(hydra_node: DictConfig) -> DictConfig:
     return compose(config_name=hydra_node.job.config_name, overrides=keep)
 
 
-def _fairrun_methods(*, _root_: DictConfig) -> str:
+def methods_resolver(_root_: DictConfig) -> str:
+    """``${fairrun_methods:}`` (``hydra.sweeper.params.method`` of conf/sweep/methods.yaml) for a root."""
     container = OmegaConf.to_container(_root_, resolve=False)
     container.pop("hydra", None)
     if "dataset" not in container and "hydra" in _root_:
         return methods_for(_task_config_from_overrides(_root_.hydra))
     return methods_for(OmegaConf.create(container))
-
-
-# `hydra.sweeper.params.method: ${fairrun_methods:}` (conf/sweep/methods.yaml).
-OmegaConf.register_new_resolver("fairrun_methods", _fairrun_methods, replace=True)
 
 
 # -- the jobs of a sweep ---------------------------------------------------------------------------
@@ -286,12 +285,9 @@ def selected_gpus(gpus) -> list[str]:
     return [visible[g] for g in chosen]
 
 
-def _parallel_jobs(gpus=None) -> int:
+def parallel_jobs(gpus=None) -> int:
     """``${fairrun_parallel_jobs:<gpus>}``, local_parallel's default ``n_jobs``: one job per GPU, or 2 without."""
     return len(selected_gpus(None if gpus is None else list(gpus))) or 2
-
-
-OmegaConf.register_new_resolver("fairrun_parallel_jobs", _parallel_jobs, replace=True)
 
 
 def slot_dir_name(launcher_pid, n_jobs) -> str:

@@ -52,12 +52,32 @@ def entry_dict(entry: Any) -> dict:
     return dict(entry)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _leave_room_for_test(merged: dict, given: dict) -> None:
+    """Cross-dataset evaluation reads the test split only, so no val split is needed: where
+    ``val_fraction + test_fraction`` would exceed 1 (``test_fraction=1.0``: every image is a test image),
+    ``val_fraction`` shrinks to what is left (0 for 1.0) instead of failing the check a training run needs.
+    Where the two fit, nothing changes, so the carved test split is the same as with the dataset's YAML."""
+    val, test = merged.get("val_fraction"), merged.get("test_fraction")
+    if not (_number(val) and _number(test) and 0 <= test <= 1 and 0 <= val < 1) or val + test <= 1:
+        return  # fits, or out of range: the dataset's own check names the bad value
+    merged["val_fraction"] = round(1 - test, 12)
+    if "val_fraction" in given:
+        log.warning("%s: dataset.val_fraction=%s ignored for cross-dataset evaluation (only the test split, "
+                    "dataset.test_fraction=%s, is read): val_fraction=%s", given["name"], val, test,
+                    merged["val_fraction"])
+
+
 def eval_dataset_config(entry: Any, run_dataset) -> Any:
     """The validated dataset config to evaluate a model trained with ``run_dataset`` on.
 
     Keys not given in ``entry`` come from the dataset's YAML, except: ``target`` and ``protected``
     default to the training run's when the other dataset has attributes of those names (checked
-    when read), and ``image_size`` is always the model's input size.
+    when read), ``image_size`` is always the model's input size, and ``val_fraction`` gives way to
+    ``test_fraction`` (only the test split is read; ``test_fraction=1.0`` needs no ``val_fraction=0``).
     """
     given = entry_dict(entry)
     merged = {**dataset_defaults(given["name"]), **given}
@@ -68,6 +88,7 @@ def eval_dataset_config(entry: Any, run_dataset) -> Any:
         log.warning("dataset.image_size=%s ignored for cross-dataset evaluation: the model takes %spx images",
                     given["image_size"], run_dataset.image_size)
     merged["image_size"] = run_dataset.image_size
+    _leave_room_for_test(merged, given)
     cfg = typed_section("dataset", DATASET_SCHEMAS[given["name"]], merged)
     validate_dataset_config(cfg)
     return cfg
