@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -142,8 +143,9 @@ def _validate_trainer(t: TrainerConfig) -> None:
     require(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
     require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
     require(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "an integer >= 1")
-    require(t.lr > 0, "trainer.lr", t.lr, "a number > 0")
-    require(t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay, "a number >= 0")
+    require(math.isfinite(t.lr) and t.lr > 0, "trainer.lr", t.lr, "a finite number > 0, e.g. 0.001")
+    require(math.isfinite(t.weight_decay) and t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay,
+            "a finite number >= 0, e.g. 0 or 1e-4")
     require(0 <= t.momentum < 1, "trainer.momentum", t.momentum, "a number in [0, 1)")
     require(0 < t.gamma <= 1, "trainer.gamma", t.gamma, "a number in (0, 1]")
     require(t.eval_every >= 1, "trainer.eval_every", t.eval_every, "an integer >= 1")

@@ -45,6 +45,11 @@ PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multip
                    "max_grad_norm": float("nan")}
 
 
+# A cross-entropy this large means logits millions apart: training has diverged even if the number is finite
+# (trainer.lr=1e9 reaches 1.7e19 without ever becoming inf), so it stops like a NaN loss does.
+DIVERGED_LOSS = 1e6
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C after saving ``checkpoints/last.pt``."""
 
@@ -157,8 +162,7 @@ class Trainer:
         splits = load_dataset(cfg.dataset, workers=cfg.gpu.num_workers)
         self.val, self.test = splits["val"], splits["test"]
         self.train_raw = apply_imbalance(splits["train"], cfg.imbalance, cfg.seed)
-        if len(self.train_raw) == 0:
-            raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
+        require_every_cell_trained(self.train_raw, cfg)
         self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
                                    num_groups=self.train_raw.num_groups)
         self.method.bind(cfg, self.run_dir, self.device)
@@ -214,6 +218,7 @@ class Trainer:
             "extra_modules": [m.state_dict() for m in self.method.extra_modules()],
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "threads": torch.get_num_threads(),
             "loop": {k: getattr(state, k) for k in LoopState.__dataclass_fields__},
         }
 
@@ -232,6 +237,13 @@ class Trainer:
         self.method.load_state_dict(ckpt["method"])
         for module, sd in zip(self.method.extra_modules(), ckpt["extra_modules"]):
             module.load_state_dict(sd)
+        threads = ckpt.get("threads")
+        if threads and threads != torch.get_num_threads():
+            # CPU kernels reduce in a thread-count-dependent order: the rest of the run uses the count it
+            # started with, so a resumed run equals an uninterrupted one whatever launcher resumes it.
+            log.info("resuming with %d CPU threads, as this run was started (this process had %d)", threads,
+                     torch.get_num_threads())
+            torch.set_num_threads(threads)
         torch.set_rng_state(ckpt["rng_cpu"])
         if ckpt["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
@@ -254,15 +266,20 @@ class Trainer:
         return StepResult(value, correct, len(batch.y))
 
     def check_loss(self, value: float) -> None:
-        """Raise :class:`NonFiniteLoss` when a step's loss is NaN or infinite (before it reaches the weights)."""
-        if not math.isfinite(value):
-            saved = (f" The checkpoint saved before, {self.run_dir / rundir.LAST}, is kept."
-                     if (self.run_dir / rundir.LAST).is_file() else "")
-            raise NonFiniteLoss(f"The training loss became {value} at epoch {self.state.epoch + 1}, step "
-                                f"{self.state.step + 1} (global step {self.state.global_step + 1}) with "
-                                f"trainer.lr={self.cfg.trainer.lr:g}. Lower trainer.lr (e.g. "
-                                f"trainer.lr={self.cfg.trainer.lr / 10:g}), or check the data and the method's "
-                                f"settings.{saved}")
+        """Raise :class:`NonFiniteLoss` when a step's loss is NaN or infinite, or has exploded past
+        :data:`DIVERGED_LOSS` (before the step reaches the weights)."""
+        if math.isfinite(value) and abs(value) <= DIVERGED_LOSS:
+            return
+        saved = (f" The checkpoint saved before, {self.run_dir / rundir.LAST}, is kept."
+                 if (self.run_dir / rundir.LAST).is_file() else "")
+        what = f"became {value}" if not math.isfinite(value) else f"exploded to {value:.3g} (diverged)"
+        t = self.cfg.trainer
+        raise NonFiniteLoss(f"The training loss {what} at epoch {self.state.epoch + 1}, step "
+                            f"{self.state.step + 1} (global step {self.state.global_step + 1}) with "
+                            f"trainer.lr={t.lr:g}, trainer.weight_decay={t.weight_decay:g}, "
+                            f"trainer.optimizer={t.optimizer}. Lower trainer.lr (e.g. trainer.lr={t.lr / 10:g})"
+                            f"{' or trainer.weight_decay' if t.weight_decay > 0 else ''}, or check the data and "
+                            f"the method's settings.{saved}")
 
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
         """Evaluate on the validation split; log accuracy, gaps and per-group accuracy (x: global step)."""
@@ -366,7 +383,7 @@ class Trainer:
                                 **model_io(self.train)}, self.run_dir / rundir.BEST)
         base = run_metadata(self.cfg, self.run_dir)
         base.update(train_seconds=self.state.train_seconds, best_epoch=self.state.best_epoch,
-                    epochs=self.epochs)
+                    epochs=self.epochs, torch_threads=torch.get_num_threads())
         base.update(PRIVACY_COLUMNS)
         base.update({f"n_train[{k}]": int(v) for k, v in
                      zip(self.train_raw.group_names, torch.bincount(self.train_raw.g,
@@ -417,6 +434,38 @@ class Trainer:
         return results
 
 
+def require_every_cell_trained(train, cfg: RunConfig) -> None:
+    """Refuse a training split in which a protected group or a target class has no rows.
+
+    Such a run trains, but its numbers describe something else than its config says (a model that never
+    saw group B, an imbalance ratio that rounded a group away, a "classifier" of one class with accuracy
+    1.0), so it stops before training, naming the empty cells and the cure.
+    """
+    if len(train) == 0:
+        raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
+    counts = train.counts()
+    groups, classes = counts.sum(axis=1), counts.sum(axis=0)
+    empty_groups = [str(name) for name, n in groups.items() if n == 0]
+    empty_classes = [str(name) for name, n in classes.items() if n == 0]
+    if not empty_groups and not empty_classes and len(classes) >= 2:
+        return
+    imb = cfg.imbalance
+    problems = []
+    if empty_groups:
+        problems.append(f"protected group(s) {', '.join(empty_groups)} of {cfg.dataset.protected!r}")
+    if empty_classes:
+        problems.append(f"class(es) {', '.join(empty_classes)} of target {cfg.dataset.target!r}")
+    if len(classes) < 2:
+        problems.append(f"all but one class of target {cfg.dataset.target!r} (only {list(classes.index)})")
+    cure = ("Raise imbalance.size or move imbalance.ratio away from 0/1 (with "
+            f"imbalance.ratio={imb.ratio} and imbalance.size={imb.size} the minority share rounds to zero rows)"
+            if imb.ratio is not None else
+            "Check the dataset's labels and dataset.value_map, or choose another target/protected attribute")
+    raise ConfigError(f"The training split has no rows of {' and '.join(problems)} ({len(train)} training "
+                      f"rows; group x label counts: {counts.to_dict(orient='index')}). A model trained on it "
+                      f"would report metrics for rows it never learned from. {cure}.")
+
+
 def model_io(train) -> dict:
     """What a checkpoint must record to rebuild and use the model without the training data."""
     return {"class_names": list(train.class_names), "group_names": list(train.group_names),
@@ -457,11 +506,15 @@ def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
     counts = trainer.train_raw.counts()
     counts.to_csv(run_dir / rundir.TRAIN_COUNTS)
     log.info("training set (group x label):\n%s", counts.to_string())
-    purge_step = None
+    purge_step, threads = None, torch.get_num_threads()
     if cfg.resume and (run_dir / rundir.LAST).is_file():
         trainer.restore(rundir.load_checkpoint(run_dir / rundir.LAST))
         purge_step = trainer.state.global_step + 1
-        log.info("resuming %s from epoch %d, step %d", run_dir, trainer.state.epoch + 1, trainer.state.step)
+        if trainer.state.epoch >= trainer.epochs:
+            log.info("%s: all %d epochs were trained before it stopped; evaluating", run_dir, trainer.epochs)
+        else:
+            log.info("resuming %s from epoch %d/%d, step %d", run_dir, trainer.state.epoch + 1, trainer.epochs,
+                     trainer.state.step)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
     try:
         with StopFlag().installed() as stop:
@@ -469,6 +522,7 @@ def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
         results = trainer.finish(writer)
     finally:
         writer.close()
+        torch.set_num_threads(threads)  # a resumed run may have switched to its own count (Trainer.restore)
         if trainer.device.type == "cuda":
             torch.cuda.empty_cache()
     print_results(results)
