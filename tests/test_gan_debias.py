@@ -119,6 +119,18 @@ def test_given_baseline_runs_must_be_finished(tmp_path):
         run_training(cfg, tmp_path / "run")
 
 
+def test_a_missing_generator_file_is_named_before_any_sub_run_trains(tmp_path):
+    from fairrun.config import validate_run_config
+    from fairrun.train import run_training
+    from tests.conftest import compose_train
+
+    cfg = validate_run_config(compose_train([*STAGED, f"method.generator={tmp_path / 'nonexistent.pt'}"]))
+    with pytest.raises(FairrunError, match=r"'method.generator'.*nonexistent.pt.*does not exist") as err:
+        run_training(cfg, tmp_path / "run")
+    assert "gan.generator" not in str(err.value)
+    assert not (tmp_path / "run" / "gan_debias" / "target_clf").exists()  # no baseline was trained first
+
+
 MINORITY = [*STAGED[:11], "method=minority_gan", "method.gan_epochs=4", "method.gan_width=8",
             "method.num_generated=50"]
 

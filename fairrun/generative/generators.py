@@ -145,11 +145,11 @@ def read_metadata(path: Union[str, Path]) -> Optional[dict]:
     return meta
 
 
-def _load_module(path: Path, device) -> tuple[torch.jit.ScriptModule, Optional[dict]]:
+def _load_module(path: Path, device, keys: str = "gan") -> tuple[torch.jit.ScriptModule, Optional[dict]]:
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
         raise FairrunError(
-            f"Generator file {path} {where}. gan.generator must be the path of a TorchScript generator "
+            f"Generator file {path} {where}. {keys}.generator must be the path of a TorchScript generator "
             f"file (a module saved with torch.jit.save whose forward(z) maps latents (N, latent_dim) to "
             f"images (N, C, H, W) in [-1, 1]), such as the generator.pt that `fairrun gan train` writes. "
             f"{README_HINT}")
@@ -246,7 +246,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def load_generator(path: Union[str, Path], latent_dim: Optional[int] = None, image_size: Optional[int] = None,
-                   device: Union[str, torch.device] = "cpu") -> LoadedGenerator:
+                   device: Union[str, torch.device] = "cpu", keys: str = "gan") -> LoadedGenerator:
     """Load a TorchScript generator file onto ``device`` and check it on one probe batch.
 
     ``latent_dim`` and ``image_size`` (the config keys ``gan.latent_dim``, ``gan.image_size``) are
@@ -254,29 +254,30 @@ def load_generator(path: Union[str, Path], latent_dim: Optional[int] = None, ima
     ``latent_dim`` passed here (with a warning when they differ). ``image_size`` is the size fairrun
     wants: when the generator's own output size differs (a 128 px PGAN used at 64 px) its images
     are resized bilinearly (``LoadedGenerator.resized``); None = the generator's own size.
-    Raises :class:`~fairrun.errors.FairrunError` for a missing or non-TorchScript file, an unknown
+    ``keys`` is the config section the file was named in (``gan`` or ``method`` for method=gan_debias), so
+    messages name the user's key. Raises :class:`~fairrun.errors.FairrunError` for a missing or non-TorchScript file, an unknown
     latent size, or outputs that are not (N, C, H, H) images.
     """
     path = Path(path)
     device = torch.device(device)
-    module, meta = _load_module(path, device)
+    module, meta = _load_module(path, device, keys)
     module.eval()
     known_dim = meta.get("latent_dim") if meta else None
     if known_dim is not None:
         known_dim = _positive_int(known_dim, f"latent_dim in its {METADATA} metadata", path)
         if latent_dim is not None and int(latent_dim) != known_dim:
-            log.warning("generator %s: its metadata says latent_dim=%d; using that, not gan.latent_dim=%s",
-                        path, known_dim, latent_dim)
+            log.warning("generator %s: its metadata says latent_dim=%d; using that, not %s.latent_dim=%s",
+                        path, known_dim, keys, latent_dim)
     dim = known_dim if known_dim is not None else latent_dim
     if dim is None:
         raise FairrunError(
             f"The latent size of the generator {path} is unknown: the file has no fairrun metadata "
-            f"({METADATA}). Set gan.latent_dim (e.g. 512 for a Progressive GAN or StyleGAN2) and "
-            f"gan.image_size, or export it once with fairrun.generative.generators.export_generator, which "
+            f"({METADATA}). Set {keys}.latent_dim (e.g. 512 for a Progressive GAN or StyleGAN2) and "
+            f"{keys}.image_size, or export it once with fairrun.generative.generators.export_generator, which "
             f"records them in the file. {README_HINT}")
-    dim = _positive_int(dim, "gan.latent_dim", path)
+    dim = _positive_int(dim, f"{keys}.latent_dim", path)
     if image_size is not None:
-        image_size = _positive_int(image_size, "gan.image_size", path)
+        image_size = _positive_int(image_size, f"{keys}.image_size", path)
 
     probe = sample_latents(PROBE_BATCH, dim, seed=0).to(device)
     try:
@@ -286,7 +287,7 @@ def load_generator(path: Union[str, Path], latent_dim: Optional[int] = None, ima
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FairrunError(
             f"Calling the generator {path} on latents of shape ({PROBE_BATCH}, {dim}) failed ({first_line}). "
-            f"Check gan.latent_dim (the length of one latent vector z) and that forward(z) takes only z. "
+            f"Check {keys}.latent_dim (the length of one latent vector z) and that forward(z) takes only z. "
             f"{README_HINT}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != PROBE_BATCH \
             or out.shape[1] not in (1, 3) or out.shape[2] != out.shape[3]:

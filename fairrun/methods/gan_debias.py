@@ -109,6 +109,13 @@ class GanDebias(Method):
         self.summary: dict = {}
 
     def bind(self, run, run_dir, device) -> None:
+        if self.cfg.generator is not None:  # checked before the baseline sub-runs train, not after them
+            path = Path(self.cfg.generator).expanduser()
+            require(path.is_file(), "method.generator", self.cfg.generator,
+                    "the path of an existing TorchScript generator file (such as the generator.pt that "
+                    "`fairrun gan train` writes; relative paths are from the launch directory), or null to "
+                    "train fairrun's built-in GAN" + (f"; {path} is a directory" if path.is_dir() else
+                                                       f"; {path.resolve()} does not exist"))
         self.run, self.device = run, device
         self.stage_dir = Path(run_dir) / STAGE_DIR
         key = stage_key(run, self.cfg)
@@ -162,7 +169,7 @@ class GanDebias(Method):
 
         size = int(train.images.shape[-1])
         if self.cfg.generator is not None:
-            return load_generator(self.cfg.generator, latent_dim=self.cfg.latent_dim, image_size=size,
+            return load_generator(self.cfg.generator, latent_dim=self.cfg.latent_dim, image_size=size, keys="method",
                                   device=self.device)
         from fairrun.generative.gan import GanConfig, train_gan
 
