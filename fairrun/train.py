@@ -372,7 +372,21 @@ class Trainer:
         return append_rows(self.run_dir, base, rows, preds)
 
     # -- results -----------------------------------------------------------------------------
+    def warn_if_nothing_learned(self) -> None:
+        """Log a warning when the best validation accuracy never beat predicting the majority class p by more
+        than two binomial standard deviations, 2 sqrt(p (1 - p) / n_val): such a model closes fairness gaps
+        trivially, so its gaps are no evidence."""
+        n = max(len(self.val), 1)
+        majority = float(torch.bincount(self.val.y.cpu()).max()) / n
+        if self.state.best_val_acc <= majority + 2 * math.sqrt(majority * (1 - majority) / n):
+            log.warning("validation accuracy never left chance: best %.4f against %.4f for always predicting the "
+                        "most frequent class. This model has learned nothing, and its fairness gaps are those "
+                        "of a constant predictor, not evidence. Train longer, or change trainer.lr / "
+                        "trainer.optimizer / trainer.batch_size (private methods: see the README's recipes).",
+                        self.state.best_val_acc, majority)
+
     def finish(self, writer: SummaryWriter) -> pd.DataFrame:
+        self.warn_if_nothing_learned()
         best = rundir.load_checkpoint(self.run_dir / rundir.BEST)
         self.model.load_state_dict(best["model"])
         self.method.load_state_dict(self.method.state_for_release(best["method"]))
@@ -472,27 +486,48 @@ def model_io(train) -> dict:
             "image_shape": list(train.images.shape[1:])}
 
 
-def check_same_config(cfg: RunConfig, run_dir: Path) -> None:
-    """Raise ConfigError when ``run_dir`` holds a run of a different configuration."""
+def check_same_config(cfg: RunConfig, run_dir: Path, held: str = "a finished run") -> None:
+    """Raise ConfigError (:class:`~fairrun.rundir_lock.RunDirRefused`: nothing is written into ``run_dir``) when
+    ``run_dir`` holds a run (``held``) of a different configuration; the message names the keys that differ."""
+    from fairrun.rundir_lock import RunDirRefused, config_differences
+
     saved = load_run_config(run_dir / rundir.RUN_CONFIG)
     if saved.fingerprint() != cfg.fingerprint():
-        raise ConfigError(
-            f"{run_dir} already holds a finished run with a different configuration. Launch into a new "
-            f"run directory, or pass resume=false to train this directory over."
+        raise RunDirRefused(
+            f"{run_dir} already holds {held} with a different configuration "
+            f"({config_differences(saved, cfg)}), so this launch leaves it untouched. Launch into a new run "
+            f"directory (hydra.run.dir=NEW_DIR, or hydra.sweep.dir=NEW_DIR with -m), or pass resume=false to "
+            f"train this directory over (its checkpoints and results are deleted)."
         )
 
 
-def run_training(cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
+def run_training(cfg: RunConfig, run_dir: Path, on_accept=None) -> pd.DataFrame:
     """Train, evaluate on val and test, and write the run directory; returns the results DataFrame.
 
     Resumes from ``checkpoints/last.pt`` when ``cfg.resume`` and the checkpoint's config matches;
-    a finished run (``done`` marker) is not trained again.
+    a finished run (``done`` marker) is not trained again. Holds the run directory's lock
+    (:mod:`fairrun.rundir_lock`) throughout; nothing is written into the directory before the config is
+    accepted (a run of another configuration there is refused first); ``on_accept()`` is called then.
     """
+    from fairrun.rundir_lock import hold, run_dir_cure
+
     run_dir = Path(run_dir)
-    (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
-    if cfg.resume and rundir.is_done(run_dir):
+    with hold(run_dir, "run", run_dir_cure(run_dir)):
+        return _run_training_locked(cfg, run_dir, on_accept)
+
+
+def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFrame:
+    finished = cfg.resume and rundir.is_done(run_dir)
+    if finished:  # a run of another configuration is refused before anything is written (run_config.yaml!)
         check_same_config(cfg, run_dir)
-        results = pd.read_pickle(run_dir / rundir.RESULTS)
+    elif cfg.resume and (run_dir / rundir.LAST).is_file() and (run_dir / rundir.RUN_CONFIG).is_file():
+        check_same_config(cfg, run_dir, "an unfinished run (checkpoints/last.pt)")
+    # accepted: from here on this launch writes into run_dir
+    (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
+    if on_accept is not None and not finished:
+        on_accept()
+    if finished:
+        results = rundir.read_results(run_dir / rundir.RESULTS)  # checksummed results.json: never unpickled
         log.info("%s already finished; showing its results (resume=false to train again)", run_dir)
         print_results(results)
         return results

@@ -71,3 +71,17 @@ def test_a_resumed_run_keeps_the_thread_count_it_started_with(tiny_cfg, tmp_path
         torch.set_num_threads(previous)
     assert (whole["torch_threads"] == 2).all() and (resumed["torch_threads"] == 2).all()
     assert_same_results(whole, resumed)
+
+
+def test_a_model_that_never_left_chance_is_flagged(tiny_cfg, tmp_path, caplog):
+    """A near-chance model closes every gap; the run says so instead of reporting it silently."""
+    import logging
+
+    cfg = tiny_cfg("trainer.lr=1e-9", "trainer.epochs=1")
+    with caplog.at_level(logging.WARNING, logger="fairrun"):
+        run_training(cfg, tmp_path / "run")
+    assert "validation accuracy never left chance" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fairrun"):
+        run_training(tiny_cfg("dataset.target=glasses", "trainer.epochs=3", "trainer.lr=0.01"), tmp_path / "ok")
+    assert "never left chance" not in caplog.text
