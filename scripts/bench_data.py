@@ -5,14 +5,23 @@ then for each ``--sizes`` measures, in the same run:
 
 * baseline: the usual per-epoch path, a torch DataLoader over a Dataset that opens each JPEG with
   PIL, centre-crops 178, resizes and converts to a normalised float tensor, with ``--workers``
-  worker processes;
-* fairrun: one epoch of ``fairrun.data.batches.train_batches`` over the cached training split
-  (uint8 rows of the memory-mapped cache -> float in [-1, 1] -> random flip), with the cache built
-  beforehand by fairrun's parallel decoder using the same number of processes (its one-off build
-  time is reported too).
+  worker processes (the median of ``--epochs`` epochs; each epoch starts its workers afresh);
+* fairrun, steady state (the number a training run lives in): a fresh process opens the built
+  cache as a later ``fairrun train`` does, reads the training split into RAM, runs one warm-up
+  epoch of ``fairrun.data.batches.train_batches`` (uint8 rows -> float in [-1, 1] -> random flip),
+  then times ``--epochs`` epochs; the median is reported;
+* fairrun, first epoch after the build: the cache built by fairrun's parallel decoder (same number
+  of processes as the baseline; its one-off build rate is reported too), then one epoch timed at
+  once in the same process, as the first epoch of a ``fairrun train`` that had to build the cache.
 
-Both yield identical-shape float batches on the CPU; the ratio is fairrun / baseline images per
+Both sides yield identical-shape float batches on the CPU, the cache side with torch's default
+intra-op threads (``--torch-threads`` to change); the speed-up is fairrun / baseline images per
 second. Usage: ``python scripts/bench_data.py --n 20000 --sizes 64 128 --workers 2``.
+
+On a machine whose cores are shared with other jobs, expect the cache numbers to swing between runs
+(a CPU epoch of 20,000 images at 64 px lasts a fraction of a second, and torch's intra-op threads
+wait on each other whenever one of them loses its core): compare ratios from one run, and repeat;
+``--torch-threads 1`` shows the cache side without that wait.
 """
 from __future__ import annotations
 
@@ -20,6 +29,9 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,37 +101,71 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
         return x, 0
 
 
-def time_baseline(root: Path, n: int, size: int, workers: int, batch_size: int) -> float:
-    """Images/s of one epoch through a DataLoader that decodes every JPEG."""
+def time_baseline(root: Path, n: int, size: int, workers: int, batch_size: int, epochs: int) -> list[float]:
+    """Images/s of each of ``epochs`` epochs through a DataLoader that decodes every JPEG."""
     names = sorted(os.listdir(root / "img_align_celeba"))[:n]
     loader = torch.utils.data.DataLoader(DecodeEveryEpoch(root / "img_align_celeba", names, size),
                                          batch_size=batch_size, shuffle=True, num_workers=workers,
                                          persistent_workers=False)
-    seen, started = 0, time.perf_counter()
-    for x, _ in loader:
-        seen += len(x)
-    return seen / (time.perf_counter() - started)
+    rates = []
+    for _ in range(epochs):
+        seen, started = 0, time.perf_counter()
+        for x, _ in loader:
+            seen += len(x)
+        rates.append(seen / (time.perf_counter() - started))
+    return rates
 
 
-def time_cache(root: Path, size: int, workers: int, batch_size: int) -> tuple[float, float]:
-    """(images/s of one epoch from the cache, images/s of building the cache once)."""
+def dataset_config(root: Path, size: int):
     from fairrun.config import validate_dataset_section
-    from fairrun.data.batches import Augmentation, epoch_order, load_into_memory, train_batches
+
+    return validate_dataset_section({"name": "celeba", "root": str(root), "image_size": size,
+                                     "target": "Smiling", "protected": "Male", "crop": "center",
+                                     "crop_size": 178})
+
+
+def time_epochs(train, batch_size: int, epochs: range) -> list[float]:
+    """Images/s of each epoch in ``epochs`` of fairrun's CPU training batches (flip augmentation)."""
+    from fairrun.data.batches import Augmentation, epoch_order, train_batches
+
+    device, aug, rates = torch.device("cpu"), Augmentation(hflip=True), []
+    for epoch in epochs:
+        started, seen = time.perf_counter(), 0
+        for batch in train_batches(train, epoch_order(train, 0, epoch), batch_size, device, aug=aug,
+                                   epoch=epoch):
+            seen += len(batch.y)
+        rates.append(seen / (time.perf_counter() - started))
+    return rates
+
+
+def time_cache_build(root: Path, size: int, workers: int, batch_size: int) -> tuple[float, float]:
+    """(images/s of building the cache once, images/s of the first epoch right after, same process)."""
+    from fairrun.data.batches import load_into_memory
     from fairrun.data.registry import load_dataset
 
-    cfg = validate_dataset_section({"name": "celeba", "root": str(root), "image_size": size, "target": "Smiling",
-                                    "protected": "Male", "crop": "center", "crop_size": 178})
     started = time.perf_counter()
-    train = load_dataset(cfg, workers=workers)["train"]
+    train = load_dataset(dataset_config(root, size), workers=workers)["train"]
     build = len(train) / (time.perf_counter() - started)
     train = load_into_memory(train)  # as fairrun train does: the cached rows read into RAM once
-    device = torch.device("cpu")
-    aug = Augmentation(hflip=True)
-    started = time.perf_counter()
-    seen = 0
-    for batch in train_batches(train, epoch_order(train, 0, 0), batch_size, device, aug=aug):
-        seen += len(batch.y)
-    return seen / (time.perf_counter() - started), build
+    return build, time_epochs(train, batch_size, range(1))[0]
+
+
+def time_cache_reopened(root: Path, size: int, batch_size: int, epochs: int) -> list[float]:
+    """Images/s of ``epochs`` epochs after a warm-up epoch, in this (fresh) process opening the cache."""
+    from fairrun.data.batches import load_into_memory
+    from fairrun.data.registry import load_dataset
+
+    train = load_into_memory(load_dataset(dataset_config(root, size))["train"])
+    return time_epochs(train, batch_size, range(1 + epochs))[1:]
+
+
+def steady_state(root: Path, size: int, batch_size: int, epochs: int) -> list[float]:
+    """:func:`time_cache_reopened` in a new Python process (``$FAIRRUN_CACHE`` is inherited)."""
+    out = subprocess.run([sys.executable, __file__, "--reopen", str(size), "--root", str(root),
+                          "--batch-size", str(batch_size), "--epochs", str(epochs),
+                          "--torch-threads", str(torch.get_num_threads())],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -128,26 +174,49 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="timed epochs per measurement (the median is reported)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch intra-op threads of the cache side (default 0: torch's default)")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "fairrun-bench-celeba")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--reopen", type=int, default=None, help=argparse.SUPPRESS)  # internal: steady state
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.reopen is not None:
+        print(json.dumps(time_cache_reopened(args.root, args.reopen, args.batch_size, args.epochs)))
+        return
     cache = tempfile.mkdtemp(prefix="fairrun-bench-cache-")  # a fresh cache, so the build is timed
     os.environ["FAIRRUN_CACHE"] = cache
     started = time.perf_counter()
     make_celeba_folder(args.root, args.n)
-    print(f"{args.n} JPEGs in CelebA layout at {args.root} ({time.perf_counter() - started:.0f} s)")
+    print(f"{args.n} JPEGs in CelebA layout at {args.root} ({time.perf_counter() - started:.0f} s); "
+          f"torch intra-op threads: {torch.get_num_threads()}, medians of {args.epochs} epochs")
     results = []
-    for size in args.sizes:
-        cached, build = time_cache(args.root, size, args.workers, args.batch_size)
-        baseline = time_baseline(args.root, args.n, size, args.workers, args.batch_size)
-        row = {"size": size, "images": args.n, "workers": args.workers, "baseline_img_s": round(baseline),
-               "cache_img_s": round(cached), "speedup": round(cached / baseline, 1),
-               "cache_build_img_s": round(build)}
-        results.append(row)
-        print(f"{size:4d}px  decode-every-epoch DataLoader ({args.workers} workers): {baseline:9.0f} img/s   "
-              f"fairrun cache: {cached:9.0f} img/s   speed-up {cached / baseline:6.1f}x   "
-              f"(one-off cache build: {build:.0f} img/s)")
-    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        for size in args.sizes:
+            build, first = time_cache_build(args.root, size, args.workers, args.batch_size)
+            steady = steady_state(args.root, size, args.batch_size, args.epochs)
+            baseline = time_baseline(args.root, args.n, size, args.workers, args.batch_size, args.epochs)
+            cached, decoded = statistics.median(steady), statistics.median(baseline)
+            row = {"size": size, "images": args.n, "workers": args.workers,
+                   "torch_threads": torch.get_num_threads(), "baseline_img_s": round(decoded),
+                   "cache_img_s": round(cached), "speedup": round(cached / decoded, 1),
+                   "cache_first_epoch_after_build_img_s": round(first),
+                   "first_epoch_speedup": round(first / decoded, 1), "cache_build_img_s": round(build),
+                   "baseline_epochs_img_s": [round(r) for r in baseline],
+                   "cache_epochs_img_s": [round(r) for r in steady]}
+            results.append(row)
+            print(f"{size:4d}px  decode-every-epoch DataLoader ({args.workers} workers): "
+                  f"{decoded:6.0f} img/s  "
+                  f"fairrun cache, steady: {cached:7.0f} img/s ({cached / decoded:.1f}x)   "
+                  f"first epoch after the build: {first:7.0f} img/s ({first / decoded:.1f}x)   "
+                  f"one-off build: {build:.0f} img/s", flush=True)
+            print(f"      per epoch: baseline {row['baseline_epochs_img_s']}, "
+                  f"cache (after a warm-up epoch) {row['cache_epochs_img_s']}", flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

@@ -158,6 +158,24 @@ def test_parallel_decoding_gives_the_same_array(celeba_root, tmp_path, monkeypat
     assert torch.equal(*arrays)
 
 
+def test_a_parallel_build_leaves_no_pool_process_or_thread_behind(celeba_root, tmp_path, monkeypatch):
+    # the first training epoch runs in the process that built the cache: the decoding pool's worker
+    # processes and its handler threads must all be gone by then (small chunks, so the pool is used)
+    import multiprocessing
+    import threading
+
+    monkeypatch.setattr(cache_module, "CHUNK", 8)
+    pool_threads = ("_handle_workers", "_handle_tasks", "_handle_results")
+    children = set(multiprocessing.active_children())
+    monkeypatch.setenv("FAIRRUN_CACHE", str(tmp_path / "w2"))
+    parallel = read_splits(celeba_cfg(celeba_root), workers=2)["train"].images.materialize()
+    assert set(multiprocessing.active_children()) == children
+    assert not [t.name for t in threading.enumerate() if any(h in t.name for h in pool_threads)]
+    monkeypatch.setenv("FAIRRUN_CACHE", str(tmp_path / "w1"))
+    serial = read_splits(celeba_cfg(celeba_root), workers=1)["train"].images.materialize()
+    assert torch.equal(parallel, serial)
+
+
 def test_corrupt_image_is_named_and_skip_bad_skips_it_without_decoding_again(tmp_path, fresh_cache, monkeypatch):
     root = make_celeba(tmp_path / "celeba", n=30, seed=1)
     (root / "img_align_celeba" / "000002.jpg").write_bytes(b"not a jpeg at all")
