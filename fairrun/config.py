@@ -258,8 +258,32 @@ def _validate_eval_datasets(entries: Any, dataset: Any) -> list:
 
 
 def load_run_config(path: Path) -> RunConfig:
-    """Read and validate a run config saved by `fairrun train` (``run_config.yaml``)."""
-    return validate_run_config(OmegaConf.create(yaml.safe_load(Path(path).read_text())))
+    """Read and validate a run config saved by `fairrun train` (``run_config.yaml``).
+
+    Its checksum is verified (fairrun.rundir); a missing, damaged, empty or foreign file is a
+    ConfigError naming the file and the cure.
+    """
+    from fairrun import rundir
+
+    path = Path(path)
+    text = rundir.read_text(path)
+    cure = rundir.cure_for(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{at} ({getattr(err, 'problem', None) or 'unparsable'}): "
+                          f"it is damaged or was not written by fairrun train. {cure}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty: it is damaged or was not written by fairrun train. {cure}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a YAML {type(data).__name__}, not the mapping of config sections "
+                          f"that fairrun train writes. {cure}")
+    try:
+        return validate_run_config(OmegaConf.create(data))
+    except (ConfigError, OmegaConfBaseException, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ConfigError(f"{path} is not a run config that this fairrun can use ({err}). {cure}") from None
 
 
 def validate_dataset_section(node: Any) -> Any:

@@ -25,11 +25,23 @@ EVAL_RESULTS = "eval_results.pkl"
 
 
 def privacy_of(run_dir: Path) -> dict:
-    """The privacy columns of a run (ε and friends, as written at training time; NaN if not private)."""
+    """The privacy columns of a run (ε and friends, as written at training time; NaN if not private).
+
+    Read from the run's checksummed results.json (never by unpickling results.pkl); when the results
+    are missing or damaged the evaluation goes on, with a warning, and these columns stay NaN.
+    """
     columns = dict(PRIVACY_COLUMNS)
     trained = run_dir / rundir.RESULTS
-    if trained.is_file():
-        first = pd.read_pickle(trained).iloc[0]
+    if not (trained.exists() or (run_dir / rundir.RESULTS_SAFE).exists()):
+        return columns
+    try:
+        results = rundir.read_results(trained)
+    except FairrunError as err:
+        log.warning("the privacy columns (%s) of this evaluation are left NaN: %s",
+                    ", ".join(PRIVACY_COLUMNS), err)
+        return columns
+    if len(results):
+        first = results.iloc[0]
         columns.update({k: first[k] for k in first.index if k in PRIVACY_COLUMNS or k.startswith("dp_")})
     return columns
 
@@ -51,6 +63,11 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
     gpu = typed_section("gpu", GpuConfig, eval_cfg.gpu)
     device = resolve_device(gpu)
     best = rundir.load_checkpoint(best_path)
+    missing = [k for k in ("model", "method", "epoch") if k not in best] if isinstance(best, dict) else []
+    if not isinstance(best, dict) or missing:
+        raise rundir.IntegrityError(f"{best_path} is not a best.pt written by fairrun train (it lacks "
+                                    f"{', '.join(missing) or 'the checkpoint dict'}). "
+                                    f"{rundir.cure_for(best_path)}")
     other = eval_cfg.get("dataset")
     splits = None
     if "class_names" in best:

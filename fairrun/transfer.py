@@ -145,7 +145,7 @@ def append_rows(run_dir: Path, base: dict, rows: Iterable[dict], preds: Iterable
     """
     new = pd.DataFrame([{**base, **row} for row in rows])
     results_path = run_dir / rundir.RESULTS
-    old = pd.read_pickle(results_path) if results_path.is_file() else pd.DataFrame()
+    old = rundir.read_results(results_path) if results_path.is_file() else pd.DataFrame()  # never unpickled
     if len(old):
         old = old[~old["split"].isin(set(new["split"]))]
     results = pd.concat([old, new], ignore_index=True)

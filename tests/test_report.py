@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from fairrun import rundir
 from fairrun.cli import main as fairrun_main
 from fairrun.report import noise
 from fairrun.report.cli import report_main
@@ -56,7 +57,7 @@ def write_job(job_dir, overrides, results=None, done=True, error=None):
     (job_dir / ".hydra").mkdir(parents=True)
     (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if results is not None:
-        results.to_pickle(job_dir / "results.pkl")
+        rundir.write_pickle(results, job_dir / "results.pkl")  # as fairrun train writes it: with results.json
         (job_dir / "run_config.yaml").write_text("seed: 0\n")
     if done:
         (job_dir / "done").write_text("")

@@ -204,6 +204,42 @@ def status_lines(coll: Collection) -> list[str]:
     return lines
 
 
+def _out_hint(paths: list[Path]) -> str:
+    suggestion = Path.home() / "fairrun-reports" / (Path(paths[0]).resolve().name or "report")
+    return (f"Choose a writable output directory with --out DIR (default: the first PATH), e.g. fairrun "
+            f"report {' '.join(map(str, paths))} --out {suggestion}")
+
+
+def write_error(err: OSError, path: Path, paths: list[Path]) -> FairrunError:
+    """A one-paragraph FairrunError for an OSError met writing the report's file ``path``."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        what = "no space left on the device"
+    elif err.errno == errno.EFBIG:
+        what = "the file-size limit (ulimit -f) was reached"
+    else:
+        what = f"cannot write: {err.strerror or err}"
+    return FairrunError(f"{what} writing {path}; the report is incomplete. {_out_hint(paths)}.")
+
+
+def check_writable(out: Path, paths: list[Path]) -> None:
+    """Create ``out`` and a probe file in it before anything is written: a read-only location is one
+    paragraph naming it (and how to choose --out), not a PermissionError halfway through the report."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".fairrun-report-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise FairrunError(f"cannot write the report into {out}: {reason} (the report writes jobs.csv, "
+                           f"sweep.pkl, sweep.csv, report.txt, table.csv, comparisons.csv and plots/ there). "
+                           f"{_out_hint(paths)}.") from err
+
+
 def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str] | None = None,
                split: str = "test", out: Path | None = None, baseline: str | None = None,
                run: str | None = None, gap: str | None = None) -> list[Path]:
@@ -239,13 +275,16 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
     base = noise.parse_baseline(baseline, table, by)
     group_run, why = choose_run(rows, run, coll.jobs, gap)
 
+    check_writable(out, paths)
     for line in status:
         _echo(line)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
 
     def save(path: Path, write) -> None:
-        write(path)
+        try:
+            write(path)
+        except OSError as err:
+            raise write_error(err, path, paths) from err
         written.append(path)
 
     jobs_out = coll.jobs[["job", "status", "overrides", "error"]]
@@ -266,8 +305,11 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
     save(out / "table.csv", lambda p: table.to_csv(p, index=False))
     save(out / "comparisons.csv", lambda p: comparisons.drop(columns="row").to_csv(p, index=False))
 
-    written += write_plots(rows, out / "plots", by=by, metrics=metrics, gap=gap, split=split,
-                           group_run=group_run, why=why)
+    try:
+        written += write_plots(rows, out / "plots", by=by, metrics=metrics, gap=gap, split=split,
+                               group_run=group_run, why=why)
+    except OSError as err:
+        raise write_error(err, Path(err.filename) if err.filename else out / "plots", paths) from err
     _echo()
     _echo("wrote:")
     for path in written:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from fairrun import rundir
 from fairrun.errors import FairrunError
 
 RESULTS, DONE, ERROR, RUN_CONFIG = "results.pkl", "done", "error.txt", "run_config.yaml"
@@ -163,17 +164,10 @@ def _prefix(root: Path, paths: list[Path]) -> str:
 
 
 def read_results(run_dir: Path) -> pd.DataFrame:
-    """A finished run's results.pkl; FairrunError naming the file when it is not a DataFrame."""
-    path = run_dir / RESULTS
-    try:
-        frame = pd.read_pickle(path)
-    except Exception as err:  # a truncated or foreign pickle is the user's data problem
-        raise FairrunError(f"cannot read {path}: {type(err).__name__}: {err}. Delete the run directory "
-                           f"or run it again.") from err
-    if not isinstance(frame, pd.DataFrame):
-        raise FairrunError(f"{path} holds a {type(frame).__name__}, not the pandas DataFrame fairrun train "
-                           f"writes.")
-    return frame
+    """A finished run's results, from its checksummed results.json (fairrun never unpickles a file it
+    cannot vouch for: see :func:`fairrun.rundir.read_results`); FairrunError naming the file when it is
+    missing, damaged or refused."""
+    return rundir.read_results(run_dir / RESULTS)
 
 
 def collect(paths: list[Path]) -> Collection:
@@ -204,12 +198,18 @@ def collect(paths: list[Path]) -> Collection:
             status = job_status(run_dir)
             error = error_summary(run_dir) if status == "failed" else ""
             if status == "finished":
-                frame = read_results(run_dir).copy()
-                frame.insert(0, "overrides", overrides)
-                frame.insert(0, "job", job)
-                frames.append(frame)
+                try:
+                    frame = read_results(run_dir).copy()
+                except FairrunError as err:  # one unreadable run is listed as failed; the others are reported
+                    status, error = "failed", f"cannot read its results: {err}"
+                else:
+                    frame.insert(0, "overrides", overrides)
+                    frame.insert(0, "job", job)
+                    frames.append(frame)
             elif (run_dir / RESULTS).is_file():
                 error = error or "results.pkl without the done marker: the run did not finish"
+            elif (run_dir / DONE).is_file():
+                error = error or "the done marker without results.pkl: results.pkl was deleted or lost"
             jobs.append({"job": job, "status": status, "overrides": overrides, "error": error,
                          "path": str(run_dir)})
         for sweep in sweeps:
