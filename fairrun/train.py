@@ -459,7 +459,10 @@ def require_every_cell_trained(train, cfg: RunConfig) -> None:
         raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
     counts = train.counts()
     groups, classes = counts.sum(axis=1), counts.sum(axis=0)
-    empty_groups = [str(name) for name, n in groups.items() if n == 0]
+    # imbalance.ratio=1 (or 0) asks for the majority group alone (the imbalance study's first ratio): an
+    # explicit choice, recorded as ratio 1 and n_train[<group>] = 0, not a rounding accident.
+    excluded_on_purpose = cfg.imbalance.ratio is not None and float(cfg.imbalance.ratio) in (0.0, 1.0)
+    empty_groups = [] if excluded_on_purpose else [str(name) for name, n in groups.items() if n == 0]
     empty_classes = [str(name) for name, n in classes.items() if n == 0]
     if not empty_groups and not empty_classes and len(classes) >= 2:
         return

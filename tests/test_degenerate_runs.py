@@ -23,6 +23,12 @@ def test_a_group_rounded_away_by_imbalance_is_an_error(tiny_cfg, tmp_path):
     assert not (tmp_path / "run" / "results.pkl").exists()
 
 
+def test_ratio_one_leaves_the_minority_out_on_purpose(tiny_cfg, tmp_path):
+    """The imbalance study's first ratio, 1, trains on the majority group alone: allowed and recorded."""
+    test = run_training(tiny_cfg("imbalance.ratio=1", "trainer.epochs=1"), tmp_path / "run").iloc[1]
+    assert test["imbalance_ratio"] == 1.0 and test["n_train[B]"] == 0 and test["n_train[A]"] > 0
+
+
 def test_a_target_with_one_class_is_an_error_from_the_shell(tmp_path):
     csv = make_csv_dataset(tmp_path / "data", n=40, with_split=False)
     frame = pd.read_csv(csv)
