@@ -77,14 +77,17 @@ _task_started = False
 
 
 def _paragraph(message: str) -> str:
-    return textwrap.fill(" ".join(str(message).split()), width=100, subsequent_indent="  ")
+    # paths and overrides stay whole (no break inside a word or at its hyphens): they can be copied and pasted
+    return textwrap.fill(" ".join(str(message).split()), width=100, subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
     """Print a user mistake as one paragraph (no traceback) and record it in the run dir."""
     text = _paragraph(f"fairrun: error: {err}")
     print(text, file=sys.stderr)
-    if run_dir is not None and Path(run_dir).is_dir():
+    # a refusal to write into a run directory (in use, another run's) is not that directory's error
+    if run_dir is not None and Path(run_dir).is_dir() and getattr(err, "record_in_run_dir", True):
         (Path(run_dir) / "error.txt").write_text(text + "\n")
 
 
@@ -112,27 +115,79 @@ def train_app(cfg: DictConfig) -> None:
 
     In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
     a single run exits with code 2 on a user error and 130 on Ctrl-C.
+
+    The run directory's lock (:mod:`fairrun.rundir_lock`) is held before anything is written there (error.txt
+    included) and released on every way out; a directory in use is refused (exit code 2; in a multirun, that
+    job) and left untouched.
     """
-    from fairrun.config import validate_run_config
-    from fairrun.sweep import ERROR, run_sweep_job
-    from fairrun.train import run_training
+    from fairrun.rundir_lock import DirBusy, hold, run_dir_cure
+    from fairrun.sweep import run_sweep_job
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    (run_dir / ERROR).unlink(missing_ok=True)  # from an earlier attempt of this run
     if hydra_cfg.mode == RunMode.MULTIRUN:
         global _task_started
         _task_started = True
-        run_sweep_job(lambda: run_training(validate_run_config(cfg), run_dir), run_dir, hydra_cfg.job.num,
-                      Path(hydra_cfg.sweep.dir))
+        try:
+            with hold(run_dir, "run", run_dir_cure(run_dir)):
+                run_sweep_job(lambda: train_into(cfg, run_dir), run_dir, hydra_cfg.job.num,
+                              Path(hydra_cfg.sweep.dir))
+        except DirBusy as err:  # not logged: the job's log file is the other process' train.log
+            print(_paragraph(f"fairrun: error: job {hydra_cfg.job.num} not run: {err}"), file=sys.stderr)
         return
-    with user_errors(run_dir):
-        params = hydra_cfg.sweeper.get("params") or {}
-        if params:
-            raise FairrunError(f"The sweep preset sets hydra.sweeper.params ({', '.join(params)}), which only a "
-                               f"multirun uses: add -m (fairrun train -m ...) to launch the sweep, or leave the "
-                               f"+sweep=... preset out for a single run.")
-        run_training(validate_run_config(cfg), run_dir)
+    with user_errors():  # a directory in use: nothing is written there
+        with hold(run_dir, "run", run_dir_cure(run_dir)), user_errors(run_dir):
+            params = hydra_cfg.sweeper.get("params") or {}
+            if params:
+                raise FairrunError(f"The sweep preset sets hydra.sweeper.params ({', '.join(params)}), "
+                                   f"which only a multirun uses: add -m (fairrun train -m ...) to launch the "
+                                   f"sweep, or leave the +sweep=... preset out for a single run.")
+            train_into(cfg, run_dir)
+
+
+def train_into(cfg: DictConfig, run_dir: Path):
+    """Validate ``cfg`` and train into ``run_dir`` (whose lock the caller holds).
+
+    ``hydra.output_subdir`` is null in conf/train.yaml, so Hydra writes nothing into the run directory: its
+    ``.hydra/`` files are written here once :func:`~fairrun.train.run_training` accepts the config (not into a
+    run of another configuration, nor into a finished run). A failure before that, in a directory that already
+    holds a run, is not recorded there (error.txt) either: the message goes to the terminal only.
+    """
+    from fairrun.config import validate_run_config
+    from fairrun.rundir_lock import holds_a_run
+    from fairrun.train import run_training
+
+    accepted, had_run = [], holds_a_run(run_dir)
+
+    def accept() -> None:
+        accepted.append(True)
+        write_hydra_files(cfg, run_dir)
+
+    try:
+        return run_training(validate_run_config(cfg), run_dir, on_accept=accept)
+    except Exception as err:
+        if had_run and not accepted:
+            err.record_in_run_dir = False
+        raise
+
+
+def write_hydra_files(task_cfg: DictConfig, run_dir: Path) -> None:
+    """``<run dir>/.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``: what Hydra itself writes there
+    (with ``hydra.output_subdir: .hydra``), from the running job's HydraConfig. fairrun report reads
+    ``overrides.yaml`` (its ``--by`` columns, a sweep's jobs) and ``hydra.yaml`` (the job name)."""
+    import copy
+
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from fairrun import rundir
+
+    hydra_root = copy.deepcopy(HydraConfig.instance().cfg)
+    with read_write(hydra_root.hydra), open_dict(hydra_root.hydra):
+        hydra_root.hydra.output_subdir = ".hydra"
+    folder = Path(run_dir) / ".hydra"
+    rundir.write_text(OmegaConf.to_yaml(task_cfg), folder / "config.yaml")
+    rundir.write_text(OmegaConf.to_yaml(hydra_root), folder / "hydra.yaml")
+    rundir.write_text(OmegaConf.to_yaml(hydra_root.hydra.overrides.task), folder / "overrides.yaml")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="eval")

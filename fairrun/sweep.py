@@ -18,8 +18,11 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from typing import Callable, Optional
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import fairrun.resolvers  # noqa: F401  (fairrun's resolvers, for code that composes without the CLI)
 from fairrun.errors import FairrunError
@@ -220,16 +223,84 @@ def summarize(config: DictConfig, started: float = 0.0) -> Summary:
     return summary
 
 
+def _sweep_definition(hydra_node) -> dict:
+    """What decides a multirun's jobs and their numbering: the command line's task overrides (in order) and
+    the sweeper's params, as YAML writes them (interpolations such as ``${fairrun_methods:}`` unresolved)."""
+    def plain(node):
+        return yaml.safe_load(OmegaConf.to_yaml(node)) if isinstance(node, (DictConfig, ListConfig)) else node
+
+    overrides = (hydra_node.get("overrides") or {}).get("task") or []
+    params = (hydra_node.get("sweeper") or {}).get("params") or {}
+    return {"overrides": [str(o) for o in plain(overrides) or []], "params": plain(params) or {}}
+
+
+def check_same_sweep(config: DictConfig, sweep_dir: Path) -> None:
+    """Raise FairrunError when ``sweep_dir`` already holds a sweep (its multirun.yaml) with other overrides:
+    this launch would number other jobs 0, 1, ... and overwrite that sweep's job folders. The same sweep again
+    (to resume it) passes."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return
+    try:
+        saved = _sweep_definition((yaml.safe_load(path.read_text()) or {}).get("hydra") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError) as err:
+        raise FairrunError(f"the sweep directory {sweep_dir} holds a multirun.yaml that cannot be read "
+                           f"({err}), so fairrun cannot tell whether this launch is the same sweep; "
+                           f"launching into it could overwrite its jobs. Give this sweep a directory of its "
+                           f"own (hydra.sweep.dir=NEW_DIR).")
+    now = _sweep_definition(config.hydra)
+    if saved == now:
+        return
+    what = [f"overrides {' '.join(saved['overrides']) or '(none)'}; this launch: "
+            f"{' '.join(now['overrides']) or '(none)'}"]
+    if saved["params"] != now["params"]:
+        what.append(f"sweeper params {json.dumps(saved['params'])}; this launch: {json.dumps(now['params'])}")
+    same = " ".join(shlex.quote(o) for o in saved["overrides"])
+    raise FairrunError(f"the sweep directory {sweep_dir} already holds another sweep ({path}: "
+                       f"{'; '.join(what)}). Launching into it would give its job folders 0/, 1/, ... to "
+                       f"other jobs and overwrite them, so nothing was launched. Give this sweep a directory "
+                       f"of its own (hydra.sweep.dir=NEW_DIR); to resume the sweep that is there, launch it "
+                       f"again with exactly its overrides, in the same order: fairrun train -m {same} "
+                       f"hydra.sweep.dir={sweep_dir}")
+
+
 class SweepSummary(Callback):
-    """At the end of a multirun: print the jobs finished and failed; exit code 1 if any did not finish."""
+    """At the start of a multirun: the sweep directory's lock (one sweep at a time writes into it) and a
+    refusal of a different sweep into a directory that holds one. At the end: print the jobs finished and
+    failed; exit code 1 if any did not finish."""
 
     def __init__(self) -> None:
         self.started = 0.0
+        self.lock = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Runs in the launching process before the sweeper writes multirun.yaml or any job starts. A
+        callback's exceptions are only warnings in Hydra: a refusal exits here (code 2), with one
+        paragraph."""
+        from fairrun.cli import _paragraph
+        from fairrun.rundir_lock import acquire, sweep_dir_cure
+
         self.started = time.time()
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            self.lock = acquire(sweep_dir, "sweep", sweep_dir_cure(sweep_dir))
+            check_same_sweep(config, sweep_dir)
+        except FairrunError as err:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+            print(_paragraph(f"fairrun: error: {err}"), file=sys.stderr)
+            raise SystemExit(2) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        try:
+            self._summarize(config)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _summarize(self, config: DictConfig) -> None:
         import shutil
 
         for lock_dir in Path(tempfile.gettempdir()).glob(slot_dir_name(os.getpid(), "*")):
@@ -327,6 +398,81 @@ def parallel_share(slot: int, n_jobs: int, gpus: list, threads_per_job: Optional
     return gpu, int(threads_per_job or max(1, cores // n_jobs))
 
 
+LAUNCHER_PID = "FAIRRUN_LAUNCHER_PID"  # local_parallel: the launching process, for its workers
+_WATCH: dict = {}  # per worker process: launcher (PID), ticks (its start time), parent, thread
+_ORPHANED = threading.Lock()
+
+
+def _orphaned(launcher: int) -> None:
+    """The launching process died (kill -9): give back this worker's run-directory locks and end the worker,
+    so no orphan goes on training into the sweep unseen (a relaunch resumes the job from checkpoints/last.pt).
+    Once per process (the watching thread and the signal handler may both get here); nothing buffered is
+    written (the main thread may be inside a write to sys.stderr)."""
+    _ORPHANED.acquire(timeout=5)
+    try:
+        from fairrun.rundir_lock import release_all
+
+        release_all()
+        message = (f"fairrun: the launching process (PID {launcher}) is gone: local_parallel worker "
+                   f"{os.getpid()} stops its job. Launch the same command again to resume the sweep.\n")
+        os.write(2, message.encode())
+    finally:
+        os._exit(1)
+
+
+def _launcher_gone() -> bool:
+    from fairrun.rundir_lock import process_alive
+
+    return os.getppid() != _WATCH["parent"] or not process_alive(_WATCH["launcher"], _WATCH["ticks"])
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(0.25)
+        if _launcher_gone():
+            _orphaned(_WATCH["launcher"])
+
+
+def _on_parent_death(signum, frame) -> None:
+    """The kernel's signal (PR_SET_PDEATHSIG) that the thread which started this worker ended: the launcher
+    dies (its threads end one by one, so this may come while the process is still there), or only that
+    thread ended and the launcher goes on (then nothing happens)."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if _launcher_gone():
+            _orphaned(_WATCH["launcher"])
+        time.sleep(0.02)
+
+
+def watch_launcher() -> None:
+    """In a local_parallel worker process (once): end the worker as soon as its launching process dies.
+
+    The launcher is ``$FAIRRUN_LAUNCHER_PID`` (set by :class:`JobResources` before the workers start), else
+    the parent. A daemon thread polls it (a changed ``getppid()``, or the PID gone, every 0.25 s); on Linux
+    the kernel also signals the worker at once when its parent goes (``prctl(PR_SET_PDEATHSIG)``, with a
+    real-time signal that nothing else sends)."""
+    if _WATCH:
+        return
+    from fairrun.rundir_lock import _start_ticks, parent_death_signal
+
+    parent = os.getppid()
+    try:
+        launcher = int(os.environ.get(LAUNCHER_PID) or parent)
+    except ValueError:
+        launcher = parent
+    _WATCH.update(launcher=launcher, ticks=_start_ticks(launcher), parent=parent)
+    death = getattr(signal, "SIGRTMIN", None)
+    if death is not None and threading.current_thread() is threading.main_thread() and parent == launcher:
+        death += 3
+        if signal.getsignal(death) in (signal.SIG_DFL, None):
+            signal.signal(death, _on_parent_death)
+            parent_death_signal(death)
+    if parent == 1 or _launcher_gone():
+        _orphaned(launcher)  # gone before the watch began
+    _WATCH["thread"] = threading.Thread(target=_watch, daemon=True, name="fairrun-launcher-watch")
+    _WATCH["thread"].start()
+
+
 class JobResources(Callback):
     """Before each job of a multirun (in the process that runs it): its CPU threads and, under
     ``hydra/launcher=local_parallel`` (Hydra's joblib launcher), its GPU; then one log line saying what it got.
@@ -343,8 +489,10 @@ class JobResources(Callback):
         self.threads_per_job = threads_per_job
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        """Check ``gpus`` in the launching process (a callback's exceptions are only warnings in Hydra)."""
+        """Check ``gpus`` in the launching process (a callback's exceptions are only warnings in Hydra), and
+        tell local_parallel's workers (through their environment) which process launched them."""
         if config.hydra.launcher.get("_target_") == JOBLIB_LAUNCHER:
+            os.environ[LAUNCHER_PID] = str(os.getpid())
             try:
                 selected_gpus(self.gpus)
             except FairrunError as err:
@@ -363,6 +511,7 @@ class JobResources(Callback):
 
         launcher = config.hydra.launcher
         if launcher.get("_target_") == JOBLIB_LAUNCHER:
+            watch_launcher()
             n_jobs = int(launcher.n_jobs)
             n_jobs = n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)  # joblib: -1 = every core
             # one set of slots per launching process (the loky workers' parent)
@@ -422,6 +571,10 @@ def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir:
         raise SystemExit(130) from None
     except Exception as err:  # noqa: BLE001 - every failure stays in its job
         text = failure_text(err)
+        if not getattr(err, "record_in_run_dir", True):  # the directory holds another run: left untouched
+            print(_paragraph(f"fairrun: error: job {job_num} not run: {' '.join(str(err).split())}"),
+                  file=sys.stderr)
+            return
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ERROR).write_text(text)
         log.error("job %s failed (%s): %s", job_num, run_dir / ERROR, " ".join(text.split("\n\n")[0].split()))

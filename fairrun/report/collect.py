@@ -64,10 +64,22 @@ def is_run_dir(path: Path) -> bool:
     return False
 
 
+def unreadable_results(run_dir: Path) -> str:
+    """'' when the run's results read back (:func:`read_results`), else why not (one paragraph)."""
+    try:
+        read_results(run_dir)
+    except FairrunError as err:
+        return " ".join(str(err).split())
+    except Exception as err:  # noqa: BLE001 - whatever the reader meets, the run's results are unusable
+        return f"cannot read {run_dir / RESULTS}: {type(err).__name__}: {err}"
+    return ""
+
+
 def job_status(run_dir: Path) -> str:
-    """``finished`` (done + results.pkl), ``failed`` (error.txt, no done) or ``unfinished``."""
+    """``finished`` (done + results.pkl that reads back), ``failed`` (error.txt and no done, or results that
+    do not read back: :func:`error_summary` says why) or ``unfinished``."""
     if (run_dir / DONE).is_file() and (run_dir / RESULTS).is_file():
-        return "finished"
+        return "failed" if unreadable_results(run_dir) else "finished"
     if (run_dir / ERROR).is_file():
         return "failed"
     return "unfinished"
@@ -84,7 +96,12 @@ def read_overrides(run_dir: Path) -> list[str]:
 
 
 def error_summary(run_dir: Path) -> str:
-    """The failure's message: the first paragraph of error.txt, on one line (no traceback)."""
+    """The failure's message: why a finished run's results do not read back, else the first paragraph of
+    error.txt, on one line (no traceback)."""
+    if (run_dir / DONE).is_file() and (run_dir / RESULTS).is_file():
+        problem = unreadable_results(run_dir)
+        if problem:
+            return f"fairrun: error: {problem}"
     try:
         text = (run_dir / ERROR).read_text(errors="replace")
     except OSError:
