@@ -123,8 +123,8 @@ def test_value_map_renames_and_merges_values():
 def test_cache_is_built_once_then_reused_and_keyed_by_preprocessing(celeba_root, fresh_cache, monkeypatch):
     splits = read_splits(celeba_cfg(celeba_root), workers=1)
     entries = list(fresh_cache.iterdir())
-    assert len(entries) == 1 and (entries[0] / "images.npy").is_file() and (entries[0] / "index.pkl").is_file()
-    labels = pd.read_pickle(entries[0] / "index.pkl")
+    assert len(entries) == 1 and (entries[0] / "images.npy").is_file() and (entries[0] / "index.csv").is_file()
+    labels = pd.read_csv(entries[0] / "index.csv")
     assert len(labels) == 40 and labels["ok"].all() and "Smiling" in labels.columns
 
     def no_rebuild(*args, **kwargs):

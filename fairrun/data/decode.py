@@ -7,6 +7,7 @@ that failed, with the reason.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -73,7 +74,10 @@ def decode_rows(npy_path: str, root: str, paths: Sequence[str], start: int,
     failures = []
     for offset, rel in enumerate(paths):
         try:
-            array[start + offset] = decode_image(os.path.join(root, rel), prep)
+            path = os.path.join(root, rel)
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+                raise OSError(f"{rel} is not a regular file")
+            array[start + offset] = decode_image(path, prep)
         except Exception as err:  # any unreadable/corrupt file is reported by name, never fatal here
             failures.append((start + offset, f"{type(err).__name__}: {err}"))
     array.flush()
