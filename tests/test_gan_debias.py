@@ -80,7 +80,8 @@ def test_all_stages_run_end_to_end_and_a_rerun_skips_them(tmp_path):
     from fairrun.train import run_training
     from tests.conftest import compose_train
 
-    overrides = [*STAGED, f"method.generator={pca_generator(tmp_path)}", "trainer.epochs=3", "eval.threshold=calibrated"]
+    overrides = [*STAGED, f"method.generator={pca_generator(tmp_path)}", "method.trust_generator=true",
+                 "trainer.epochs=3", "eval.threshold=calibrated"]
     cfg = validate_run_config(compose_train(overrides))
     results = run_training(cfg, tmp_path / "run").set_index("split")
     stages = tmp_path / "run" / "gan_debias"
@@ -129,6 +130,24 @@ def test_a_missing_generator_file_is_named_before_any_sub_run_trains(tmp_path):
         run_training(cfg, tmp_path / "run")
     assert "gan.generator" not in str(err.value)
     assert not (tmp_path / "run" / "gan_debias" / "target_clf").exists()  # no baseline was trained first
+
+
+def test_an_external_generator_runs_only_when_trusted(tmp_path):
+    """A generator file is code: without method.trust_generator=true it is refused, naming its SHA-256."""
+    import hashlib
+
+    from fairrun.config import validate_run_config
+    from fairrun.errors import ConfigError
+    from fairrun.train import run_training
+    from tests.conftest import compose_train
+
+    path = tmp_path / "someone_elses.pt"
+    path.write_bytes(b"not even opened")
+    cfg = validate_run_config(compose_train([*STAGED, f"method.generator={path}"]))
+    with pytest.raises(ConfigError, match="is code") as err:
+        run_training(cfg, tmp_path / "run")
+    assert hashlib.sha256(b"not even opened").hexdigest() in str(err.value)
+    assert "method.trust_generator=true" in str(err.value)
 
 
 MINORITY = [*STAGED[:11], "method=minority_gan", "method.gan_epochs=4", "method.gan_width=8",

@@ -51,6 +51,7 @@ ops get in the way) and ``latent_dim = G.z_dim``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -145,6 +146,15 @@ def read_metadata(path: Union[str, Path]) -> Optional[dict]:
     return meta
 
 
+def file_sha256(path: Union[str, Path]) -> str:
+    """SHA-256 of a file (shown to the user before a generator's code is run, so they can check it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _load_module(path: Path, device, keys: str = "gan") -> tuple[torch.jit.ScriptModule, Optional[dict]]:
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
@@ -153,6 +163,8 @@ def _load_module(path: Path, device, keys: str = "gan") -> tuple[torch.jit.Scrip
             f"file (a module saved with torch.jit.save whose forward(z) maps latents (N, latent_dim) to "
             f"images (N, C, H, W) in [-1, 1]), such as the generator.pt that `fairrun gan train` writes. "
             f"{README_HINT}")
+    log.info("loading generator %s (SHA-256 %s): a TorchScript file is code, run with your permissions",
+             path, file_sha256(path))
     extra = {METADATA: ""}
     try:
         with _quiet_jit():

@@ -36,6 +36,7 @@ class GanDebiasConfig:
     protected_run: Optional[str] = None  # run dir of a protected-attribute classifier; null = train one
     generator: Optional[str] = None  # TorchScript generator file; null = train fairrun's built-in GAN
     latent_dim: Optional[int] = None  # an external generator's latent size (if its file has no fairrun metadata)
+    trust_generator: bool = False  # a generator file is code: loading it runs it with the user's permissions
     gan_epochs: int = 20  # built-in GAN: epochs
     gan_width: int = 16  # built-in GAN: base channel width
     num_latents: int = 2000  # latent vectors sampled (paper: 175,000)
@@ -72,7 +73,7 @@ def stage_key(run, cfg: GanDebiasConfig) -> str:
     relevant = {"dataset": dataclasses.asdict(run.dataset), "model": dataclasses.asdict(run.model),
                 "imbalance": dataclasses.asdict(run.imbalance), "trainer": dataclasses.asdict(run.trainer),
                 "seed": run.seed, "method": {k: v for k, v in dataclasses.asdict(cfg).items()
-                                             if k not in ("synthetic_weight", "fake_only", "grid_pairs")}}
+                                             if k not in ("synthetic_weight", "fake_only", "grid_pairs", "trust_generator")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -116,6 +117,16 @@ class GanDebias(Method):
                     "`fairrun gan train` writes; relative paths are from the launch directory), or null to "
                     "train fairrun's built-in GAN" + (f"; {path} is a directory" if path.is_dir() else
                                                        f"; {path.resolve()} does not exist"))
+            if not self.cfg.trust_generator:
+                from fairrun.generative.generators import file_sha256
+
+                raise ConfigError(
+                    f"method.generator={self.cfg.generator} is a TorchScript file, which is code: loading it runs "
+                    f"what it contains with your permissions (a scripted module can read and write files), and "
+                    f"nothing in the file proves who made it. Its SHA-256 is {file_sha256(path)}. If you trust "
+                    f"where it came from (your own `fairrun gan train` run, an export you made), add "
+                    f"method.trust_generator=true; otherwise leave method.generator=null to train fairrun's "
+                    f"built-in GAN.")
         self.run, self.device = run, device
         self.stage_dir = Path(run_dir) / STAGE_DIR
         key = stage_key(run, self.cfg)
