@@ -535,9 +535,10 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         print_results(results)
         return results
     if not cfg.resume:
-        for stale in (rundir.DONE, rundir.RESULTS, rundir.PREDICTIONS, "checkpoints", "tb"):
+        for stale in (rundir.DONE, rundir.RESULTS, rundir.RESULTS_SAFE, rundir.PREDICTIONS, "checkpoints", "tb"):
             path = run_dir / stale
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            rundir.checksum_path(path).unlink(missing_ok=True)
     trainer = Trainer(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)

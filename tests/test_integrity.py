@@ -156,6 +156,20 @@ def test_the_cure_resume_false_starts_the_run_over(run, trained):
     assert_same_results(again, trained[1])
 
 
+def test_resume_false_removes_the_old_results_and_their_records_before_training(run, monkeypatch):
+    """A run started over that fails before it finishes leaves no earlier results for eval or report."""
+    import fairrun.train as train_module
+
+    def fail(self, writer, stop):
+        raise RuntimeError("stopped before finishing")
+
+    monkeypatch.setattr(train_module.Trainer, "fit", fail)
+    with pytest.raises(RuntimeError):
+        train_module.run_training(tiny_config("resume=false"), run)
+    for name in ("results.pkl", "results.json", "predictions.pkl", "done"):
+        assert not (run / name).exists() and not (run / f"{name}.sha256").exists(), name
+
+
 def test_files_of_older_runs_without_checksums_are_read_with_a_warning(run, caplog, trained):
     drop_checksums(run)
     with caplog.at_level("WARNING", logger="fairrun"):
