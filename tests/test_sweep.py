@@ -152,7 +152,7 @@ def test_failures_stay_in_their_job_reruns_skip_finished_jobs_and_a_killed_sweep
     error = (first / "3" / "error.txt").read_text()
     # a damaged checkpoint is one paragraph naming the file and the cure (tests/test_integrity.py), no traceback
     flat = " ".join(error.split())
-    assert error.startswith("fairrun: error: ") and "Traceback" not in error and "resume=false" in flat
+    assert flat.startswith("fairrun: error: ") and "Traceback" not in error and "resume=false" in flat
     assert "last.pt is not a readable fairrun checkpoint" in flat.replace("- ", "-")
     assert "6 job(s), 5 finished, 1 failed" in proc.stdout
     assert f"failed: {first / '3'}: " in proc.stdout and f"fairrun report {first}" in proc.stdout
