@@ -160,3 +160,21 @@ def test_yaml_lists_every_key_with_its_default():
     node = OmegaConf.load(CONF)
     assert set(node) == {f.name for f in dataclasses.fields(CSVConfig)}
     assert OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CSVConfig), node)) == CSVConfig()
+
+
+def test_paths_outside_the_root_are_counted_in_the_log(tmp_path, caplog):
+    """Absolute paths stay allowed (documented), but the log says how many rows leave dataset.root."""
+    import logging
+
+    from fairrun.data.csv_table import rows_outside_root
+
+    assert rows_outside_root(["a.jpg", "sub/../b.jpg", "../c.jpg", "/etc/d.jpg", "sub/../../e.jpg"],
+                             tmp_path) == 3
+    csv = make_csv_dataset(tmp_path / "data", n=6, with_split=False)
+    outside = tmp_path / "outside.jpg"
+    (tmp_path / "data" / "images" / "img_000.jpg").rename(outside)
+    rewrite(csv, lambda f: f.assign(path=["../outside.jpg", *f["path"][1:]]))
+    with caplog.at_level(logging.WARNING):
+        table = read(csv)
+    assert len(table.paths) == 6
+    assert "1 of 6 image path(s) point outside dataset.root" in caplog.text

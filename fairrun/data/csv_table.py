@@ -12,6 +12,7 @@ Missing image files are handled by :func:`fairrun.data.table.drop_missing_images
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -209,4 +210,20 @@ def read_table(cfg) -> ImageTable:
     )
     for reason, count in skipped.items():
         log.warning("%s: dropped %d row(s) with a %s", path, count, reason)
+    outside = rows_outside_root(table.paths, root)
+    if outside:
+        log.warning("%s: %d of %d image path(s) point outside dataset.root=%s (absolute paths or '..'); "
+                    "they are read as given", path, outside, len(table.paths), root)
     return drop_missing_images(table, cfg.skip_bad, f"dataset.csv={path}")
+
+
+def rows_outside_root(paths: list[str], root: Path) -> int:
+    """How many image paths are absolute or lead out of ``root`` through '..' (by path arithmetic alone:
+    nothing is opened or resolved through symbolic links)."""
+    base = os.path.normpath(str(root))
+    count = 0
+    for rel in paths:
+        joined = os.path.normpath(os.path.join(base, rel))
+        if os.path.isabs(rel) or os.path.commonpath([base, joined]) != base:
+            count += 1
+    return count
