@@ -73,6 +73,20 @@ class WriteError(FairrunError):
     """A run-directory file could not be written (disk full, file-size limit, read-only location)."""
 
 
+def remove_orphaned_temporaries(run_dir: Path) -> int:
+    """Delete the ``.<name>.*.tmp`` files that atomic writes leave when a process is killed mid-write
+    (in the run directory and its ``checkpoints/``); call only while holding the run directory's lock, so
+    no live writer owns them. Returns how many were removed."""
+    removed = 0
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted write", run_dir, removed)
+    return removed
+
+
 # -- checksums -------------------------------------------------------------------------------------
 def checksum_path(path: Path) -> Path:
     """The sidecar holding ``path``'s SHA-256: ``<file>.sha256``."""

@@ -527,6 +527,7 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         check_same_config(cfg, run_dir, "an unfinished run (checkpoints/last.pt)")
     # accepted: from here on this launch writes into run_dir
     (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
+    rundir.remove_orphaned_temporaries(run_dir)
     if on_accept is not None and not finished:
         on_accept()
     if finished:

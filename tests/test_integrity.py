@@ -170,6 +170,18 @@ def test_resume_false_removes_the_old_results_and_their_records_before_training(
         assert not (run / name).exists() and not (run / f"{name}.sha256").exists(), name
 
 
+def test_temporaries_of_killed_writes_are_removed_by_the_next_launch(run):
+    """A kill between mkstemp and the rename leaves .<name>.*.tmp; the next launch of the run cleans up."""
+    from fairrun.train import run_training
+
+    unfinish(run)
+    orphans = [run / ".results.pkl.abc.tmp", run / "checkpoints" / ".last.pt.xyz.tmp"]
+    for path in orphans:
+        path.write_bytes(b"partial")
+    run_training(tiny_config(), run)
+    assert not any(path.exists() for path in orphans)
+
+
 def test_files_of_older_runs_without_checksums_are_read_with_a_warning(run, caplog, trained):
     drop_checksums(run)
     with caplog.at_level("WARNING", logger="fairrun"):
