@@ -15,12 +15,35 @@ from hydra import compose, initialize_config_module
 # (subprocesses started by run_fairrun inherit it).
 os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
 
-# A run that takes a few seconds on 2 CPU cores.
-# Under pytest-xdist (`pytest -n 2`) every worker trains with one thread, so two workers share two cores
-# instead of oversubscribing them.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+# Runs of tests/evidence.py are shared by the xdist workers of one session (set here, in the process
+# that starts them, so every worker inherits the same folder; see tests/evidence.py).
+os.environ.setdefault("FAIRRUN_EVIDENCE_DIR", tempfile.mkdtemp(prefix="fairrun-evidence-"))
 
+# In-process training uses one CPU thread in every test, with or without pytest-xdist: CPU results
+# depend on the thread count, so a number must not depend on how the suite is run (alone, `pytest -n 2`)
+# or on what ran before in the same process. Set at import too, for module-scoped fixtures that train
+# (they run before the autouse fixture below).
+TEST_THREADS = 1
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_global_state():
+    """Before each test: one torch thread. After it: torch's thread count and ``os.environ`` as they were
+    (fairrun code run in-process, e.g. fairrun.sweep.JobResources, may change both), so no test sees
+    what an earlier one left behind."""
+    threads, environ = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(TEST_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if dict(os.environ) != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
+# A run that takes a few seconds on one CPU core.
 TINY_CNN = ["model.width=8", "model.blocks=2"]
 TINY = [
     "dataset.n_train=600", "dataset.n_val=200", "dataset.n_test=300", "dataset.image_size=16",

@@ -13,7 +13,6 @@ from fairrun.methods.adversarial import AdversarialConfig, grad_reverse, warmup_
 from fairrun.models.classifier import Classifier
 from fairrun.train import run_training
 from tests.conftest import compose_train
-from tests.evidence import split_rows
 from tests.resume import assert_same_results, resume_after_interrupt
 
 
@@ -138,21 +137,18 @@ def test_yaml_defaults_match_the_config_dataclass():
 
 
 # -- evidence --------------------------------------------------------------------------------------
-# Measured on tests/evidence.py (group B = 2% of training: ~1.3 B images per batch of 64), test rows,
-# seeds 0, 1, 2. An adversary that sees so few B images is unstable: with the YAML defaults (latent,
-# alpha=1) the classifier collapses to chance on 2 of 3 seeds, and logits_label did not lower eo_diff at
-# any alpha tried (0.1, 0.3, 1; balanced or not). The demographic-parity adversary of Zhang et al. (on the
-# logits) with a group-balanced loss is seed- and version-sensitive: alpha=0.1 lowered dp_diff on every
-# seed with the packages of 2026-11-23 (0.253 -> 0.155) but not with those of 2026-12-04 (numpy 2.4.6,
-# pandas 3.1.1, torch 2.14.1: seeds 0-4 ERM 0.184/0.394/0.242/0.452/0.028 ->
-# 0.342/0.306/0.192/0.504/0.456). alpha=1 costs accuracy and gains no parity (dp_diff
-# 0.332/0.422/0.304, accuracy 0.548/0.483/0.654). alpha=0.3 is the trade-off this test pins down:
-# dp_diff 0.096/0.482/0.066 (mean 0.215) vs ERM 0.273, accuracy 0.717 vs ERM 0.759 — lower on two
-# seeds of three, worse on seed 1.
-
-def test_adversarial_on_logits_lowers_the_selection_rate_gap_over_erm():
-    erm = split_rows([])
-    adv = split_rows(["method=adversarial", "method.input=logits", "method.adv_balance=true",
-                      "method.alpha=0.3"])
-    assert adv["dp_diff"].mean() < erm["dp_diff"].mean() - 0.03
-    assert adv["accuracy"].mean() > erm["accuracy"].mean() - 0.06  # not by collapsing to chance
+# None is asserted: no setting tried lowered a fairness gap robustly to the CPU kernels (tests/evidence.py
+# names the kernel settings; scripts/measure_evidence.py measures the first two rows below).
+# - Rare-group set-up (group B = 2% of training: ~1.3 B images per batch of 64), input=logits,
+#   adv_balance=true, alpha=0.3 (the Zhang et al. demographic-parity adversary), seeds 0-4, dp_diff:
+#     native  ERM 0.184 0.394 0.242 0.452 0.028 (0.260)  adversarial 0.096 0.482 0.066 0.470 0.532 (0.329)
+#     default ERM 0.180 0.400 0.236 0.462 0.182 (0.292)  adversarial 0.176 0.430 0.086 0.442 0.478 (0.322)
+#     avx2    ERM 0.158 0.386 0.214 0.294 0.002 (0.211)  adversarial 0.036 0.428 0.026 0.430 0.266 (0.237)
+#   and accuracy 0.774 -> 0.723 / 0.776 -> 0.734 / 0.770 -> 0.733. (Seeds 0-2 alone had shown 0.273 ->
+#   0.215 natively; alpha=0.1 and alpha=1 were no better, and alpha=1 on the latent collapses the
+#   classifier to chance on 2 seeds of 3.)
+# - Spurious set-up (evidence.SPURIOUS), the same adversary at alpha=0.03: dp_diff 0.404 -> 0.210 natively
+#   but 0.335 -> 0.351 (default) and 0.324 -> 0.336 (avx2), accuracy +0.02; alpha=0.1 and 0.3 collapse the
+#   classifier (accuracy 0.61 and 0.51), and the equalized-odds adversary (input=logits_label) at alpha
+#   0.1 / 0.3 raised dp_diff (0.61 / 0.41 vs 0.40) at accuracy 0.62 / 0.51 (native, seeds 0-4).
+# The soft score gaps (|mean score A - mean score B|, group AUC of the score) did not fall either.

@@ -3,6 +3,7 @@ first epoch), config errors, and the evidence on the shared rare-group set-up.""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from fairrun.methods.base import Outputs, TrainingPlan
 from fairrun.methods.dbvae import DbvaeConfig
 from fairrun.train import run_training
 from tests.conftest import compose_train
-from tests.evidence import split_rows
+from tests.evidence import SEEDS, per_seed, split_rows
 from tests.resume import assert_same_results, resume_after_interrupt
 
 SMALL_VAE = ["method=dbvae", "method.latent_dim=4", "method.width=4"]
@@ -202,24 +203,44 @@ def test_yaml_defaults_match_the_config_dataclass():
 
 # -- evidence ----------------------------------------------------------------------------------------
 # tests/evidence.py's rare-group set-up (group B = 30 of 1,500 training images, 8 epochs) at 16 px for both
-# methods (EVIDENCE_16PX; ~3 s per ERM run, ~8 s per DB-VAE run on one core), test rows, seeds 0, 1, 2,
-# DB-VAE with the YAML defaults (latent_dim 32, combine max, alpha 0.001). Measured:
-#   worst-group accuracy  ERM 0.478 0.434 0.302 (mean 0.405)   DB-VAE 0.502 0.452 0.466 (mean 0.473)
-#   accuracy (mean)       ERM 0.632                            DB-VAE 0.649
-#   sampling mass of B in the last epoch 0.102 0.094 0.094 (training share 0.020); effective sample size ~42%
-# (group-oracle method=resample on the same set-up: worst-group 0.514, accuracy 0.561). DB-VAE never sees
-# the group labels; the worst-group gain is small and seed-dependent, so only the sampling shift is asserted.
+# methods (EVIDENCE_16PX; ~5 s per ERM run, ~10 s per DB-VAE run on one core), DB-VAE with the YAML
+# defaults (latent_dim 32, combine max, alpha 0.001). DB-VAE never sees the group labels.
 EVIDENCE_16PX = ("dataset.image_size=16",)
 
 
 def test_dbvae_moves_sampling_mass_to_the_rare_group():
-    erm = split_rows([], extra=EVIDENCE_16PX)
-    dbvae = split_rows(["method=dbvae"], extra=EVIDENCE_16PX)
+    """Test rows, seeds 0-4 (tests/evidence.py: how the numbers were measured and the thresholds set).
+    The worst-group gain is not asserted: its 5-seed mean is 0.05-0.07 under every kernel setting, but
+    3 standard errors of it reach below 0 (group-oracle method=resample on the same set-up, seeds 0-2,
+    one kernel setting: worst-group 0.514, accuracy 0.561).
+
+    Measured (per seed 0, 1, 2, 3, 4, then the mean):
+      DB-VAE mass of B    native  0.102 0.082 0.100 0.098 0.077 (0.092)
+                          default 0.086 0.090 0.098 0.102 0.084 (0.092)
+                          avx2    0.102 0.094 0.094 0.093 0.085 (0.093)
+      accuracy ERM        native  0.623 0.661 0.613 0.665 0.551 (0.623)
+                          default 0.628 0.654 0.613 0.660 0.549 (0.621)
+                          avx2    0.627 0.658 0.612 0.662 0.554 (0.623)
+      accuracy DB-VAE     native  0.649 0.665 0.674 0.587 0.590 (0.633)
+                          default 0.649 0.627 0.673 0.635 0.567 (0.630)
+                          avx2    0.637 0.650 0.659 0.565 0.565 (0.615)
+      worst-group ERM     native  0.478 0.440 0.302 0.418 0.382 (0.404)
+                          default 0.478 0.428 0.306 0.408 0.388 (0.402)
+                          avx2    0.478 0.434 0.302 0.410 0.392 (0.403)
+      worst-group DB-VAE  native  0.492 0.474 0.428 0.490 0.490 (0.475)
+                          default 0.514 0.440 0.432 0.430 0.500 (0.463)
+                          avx2    0.502 0.452 0.466 0.426 0.432 (0.456)
+    Asserted (bound: pooled mean of the 15 draws -/+ 3 SE of the test's mean; margin: from the worst
+    setting's mean, or the worst of the 15 draws for a per-seed threshold, to the threshold):
+      mass of B (3 x its 0.02 share) > 0.06 (each seed): lowest 0.077, bound 0.068, margin 0.018
+      accuracy DB-VAE - ERM > -0.07 (mean): 0.010 / 0.009 / -0.007, bound -0.057, margin 0.063
+    """
+    dbvae = split_rows(["method=dbvae"], seeds=SEEDS, extra=EVIDENCE_16PX)
+    erm = split_rows([], seeds=SEEDS, extra=EVIDENCE_16PX)
     share = 30 / 1500
-    print(f"worst-group accuracy ERM {erm['worst_group_acc'].round(3).tolist()} (mean "
-          f"{erm['worst_group_acc'].mean():.3f}), DB-VAE {dbvae['worst_group_acc'].round(3).tolist()} (mean "
-          f"{dbvae['worst_group_acc'].mean():.3f}); DB-VAE mass of B "
-          f"{dbvae['dbvae_mass[B]'].round(3).tolist()} "
-          f"(training share {share:.3f})")
-    assert (dbvae["dbvae_mass[B]"] > 3 * share).all()
-    assert dbvae["accuracy"].mean() > erm["accuracy"].mean() - 0.05  # no collapse of the classifier
+    numbers = per_seed(pd.DataFrame({
+        "mass[B]": dbvae["dbvae_mass[B]"], "acc_erm": erm["accuracy"], "acc_dbvae": dbvae["accuracy"],
+        "wga_erm": erm["worst_group_acc"], "wga_dbvae": dbvae["worst_group_acc"]}))
+    print(numbers)
+    assert (dbvae["dbvae_mass[B]"] > 3 * share).all(), numbers
+    assert dbvae["accuracy"].mean() > erm["accuracy"].mean() - 0.07, numbers  # no collapse of the classifier

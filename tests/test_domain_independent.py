@@ -12,8 +12,7 @@ from fairrun.methods.domain_independent import DomainIndependentConfig, GroupHea
 from fairrun.models.classifier import Classifier
 from fairrun.train import run_training
 from tests.conftest import compose_train
-from tests.evidence import split_rows
-from tests.test_methods_data import SPURIOUS, hand_split
+from tests.test_methods_data import hand_split
 
 
 def tiny_model(latent_dim=5, num_classes=3):
@@ -108,17 +107,16 @@ def test_config_has_no_keys_besides_its_name():
         validate_run_config(compose_train(["method=domain_independent", "+method.heads=2"]))
 
 
-# Evidence: tests/evidence.py's set-up with the label correlated with the group in training (SPURIOUS,
-# see test_methods_data.py): the paper's setting (class-domain skew, CIFAR-10S), same seeds and budget
-# as ERM. The effect is small and irregular across seeds. Measured with the packages of 2026-12-04
-# (numpy 2.4.6, pandas 3.1.1, torch 2.14.1), seeds 0/1/2: worst_group_acc ERM 0.502/0.848/0.500 (mean
-# 0.617), domain_independent 0.514/0.676/0.858 (mean 0.683); acc[B] 0.502/0.924/0.716 (mean 0.714) ->
-# 0.514/0.798/0.860 (mean 0.724). Seed 4 goes the other way on worst_group_acc (seeds 3/4: 0.500/0.746 ->
-# 0.502/0.684), so over seeds 0-4 it is 0.619 -> 0.647: within seed noise. (On 2026-11-23's packages
-# the 3-seed means were 0.615 -> 0.675 and acc[B] 0.642 -> 0.745.) With a weaker correlation (0.3) ERM
-# already learns the feature and DI is worse (0.867 -> 0.797); with 0.7, 0.501 -> 0.588.
-def test_domain_independent_raises_minority_accuracy_over_erm():
-    erm = split_rows([], extra=SPURIOUS)
-    di_rows = split_rows(["method=domain_independent"], extra=SPURIOUS)
-    assert di_rows["worst_group_acc"].mean() > erm["worst_group_acc"].mean() + 0.03
-    assert di_rows["acc[B]"].mean() >= erm["acc[B]"].mean()
+# -- evidence ----------------------------------------------------------------------------------------
+# None is asserted: on tests/evidence.py's spurious set-up (the paper's setting, class-domain skew; same
+# seeds and budget as ERM) domain_independent's effect is not robust to the CPU kernels. Worst-group
+# accuracy, seeds 0-4 (scripts/measure_evidence.py, check domain_independent_spurious; tests/evidence.py
+# names the kernel settings):
+#   native  ERM 0.502 0.848 0.500 0.500 0.746 (0.619)  DI 0.514 0.676 0.858 0.502 0.684 (0.647)
+#   default ERM 0.510 0.858 0.500 0.500 0.734 (0.620)  DI 0.534 0.548 0.810 0.502 0.612 (0.601)
+#   avx2    ERM 0.504 0.840 0.500 0.500 0.662 (0.601)  DI 0.514 0.706 0.806 0.502 0.688 (0.643)
+# The 5-seed gain is +0.028 / -0.019 / +0.042 (per-seed SD 0.19). Neither did the selection-rate gap of
+# the summed-score inference beat the "own head" inference (each row scored by its group's head) by 3
+# standard errors (dp_diff own - summed: mean 0.19 / 0.40 / 0.39, per-seed -0.18 to 0.76). With a weaker
+# correlation (0.3) ERM already learns the feature and DI is worse (0.867 -> 0.797); with 0.7, 0.501 ->
+# 0.588 (seeds 0-2, one kernel setting).

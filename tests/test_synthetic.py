@@ -1,11 +1,13 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from fairrun.data.synthetic import SplitData, SyntheticConfig, make_synthetic, validate_synthetic
+from tests.evidence import per_seed
 
 SMALL = dict(n_train=60, n_val=30, n_test=40, image_size=16)
 
@@ -155,18 +157,51 @@ def _erm_group_accuracy(cfg: SyntheticConfig, seed: int = 0, epochs: int = 4) ->
     return [round(float(correct[groups == g].mean()), 3) for g in range(cfg.num_groups)]
 
 
-def test_erm_serves_a_group_worse_the_rarer_it_is():
-    """The key property: the same group is classified worse the rarer it is in training."""
+def measure_rarity(seed: int) -> dict[str, float]:
+    """Per-group test accuracy of ERM (seed ``seed``) with group B 50%, 10% and 2% of training."""
     cfg = SyntheticConfig(n_train=3000, n_val=1, n_test=2000, image_size=32)
-    balanced, minority, rare = (
-        _erm_group_accuracy(dataclasses.replace(cfg, group_proportions=[1 - share, share]))
-        for share in (0.5, 0.1, 0.02)
-    )
-    # Seeds 0-3 gave B accuracies of 0.92-0.96 (B share 0.5), 0.76-0.91 (0.1) and 0.48-0.53 (0.02),
-    # with A at 0.95-0.98 throughout.
-    summary = f"group accuracies: balanced {balanced}, B 10% {minority}, B 2% {rare}"
-    assert min(balanced) > 0.85, summary  # both groups are learnable
-    assert min(minority[0], rare[0]) > 0.9, summary  # the majority is served well
-    assert minority[1] < balanced[1] - 0.02, summary
-    assert rare[1] < minority[1] - 0.2, summary
-    assert rare[1] < balanced[1] - 0.3, summary
+    row = {}
+    for name, share in (("balanced", 0.5), ("minority", 0.1), ("rare", 0.02)):
+        acc = _erm_group_accuracy(dataclasses.replace(cfg, group_proportions=[1 - share, share]), seed=seed)
+        row[f"{name}_A"], row[f"{name}_B"] = acc
+    return row
+
+
+def test_erm_serves_a_group_worse_the_rarer_it_is():
+    """The key property: the same group is classified worse the rarer it is in training (seeds 0-2,
+    means; tests/evidence.py: how the numbers were measured and the thresholds set).
+
+    Measured (per seed 0, 1, 2, then the mean):
+      balanced A  native  0.954 0.975 0.963 (0.964)
+                  default 0.951 0.973 0.966 (0.963)
+                  avx2    0.954 0.976 0.963 (0.964)
+      balanced B  native  0.918 0.962 0.956 (0.945)
+                  default 0.927 0.961 0.957 (0.948)
+                  avx2    0.924 0.964 0.959 (0.949)
+      minority A  native  0.977 0.970 0.975 (0.974)
+                  default 0.976 0.971 0.974 (0.974)
+                  avx2    0.975 0.971 0.973 (0.973)
+      minority B  native  0.761 0.851 0.802 (0.805)
+                  default 0.767 0.842 0.802 (0.804)
+                  avx2    0.759 0.848 0.797 (0.801)
+      rare A      native  0.971 0.975 0.973 (0.973)
+                  default 0.971 0.975 0.973 (0.973)
+                  avx2    0.970 0.976 0.974 (0.973)
+      rare B      native  0.532 0.550 0.505 (0.529)
+                  default 0.534 0.530 0.502 (0.522)
+                  avx2    0.520 0.548 0.498 (0.522)
+    Asserted (bound: pooled mean of the 15 draws -/+ 3 SE of the test's mean; margin: from the worst
+    setting's mean, or the worst of the 15 draws for a per-seed threshold, to the threshold):
+      min(balanced A, balanced B) > 0.85 (mean): 0.945 / 0.948 / 0.949, bound 0.922, margin 0.095
+      min(minority A, rare A) > 0.9 (mean): 0.971 / 0.972 / 0.971, bound 0.969, margin 0.071
+      balanced B - minority B > 0 (mean): 0.141 / 0.145 / 0.148, bound 0.017, margin 0.141
+      minority B - rare B > 0.2 (mean): 0.276 / 0.282 / 0.279, bound 0.235, margin 0.076
+      balanced B - rare B > 0.25 (mean): 0.416 / 0.426 / 0.427, bound 0.303, margin 0.166
+    """
+    table = pd.DataFrame([measure_rarity(seed) for seed in (0, 1, 2)])
+    numbers, mean = per_seed(table), table.mean()
+    assert min(mean["balanced_A"], mean["balanced_B"]) > 0.85, numbers  # both groups are learnable
+    assert min(mean["minority_A"], mean["rare_A"]) > 0.9, numbers  # the majority is served well
+    assert mean["minority_B"] < mean["balanced_B"], numbers
+    assert mean["rare_B"] < mean["minority_B"] - 0.2, numbers
+    assert mean["rare_B"] < mean["balanced_B"] - 0.25, numbers

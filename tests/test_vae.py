@@ -4,6 +4,7 @@ evidence that the VAE's rarest images are enriched for the rare group."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -275,23 +276,34 @@ def test_yaml_defaults_match_the_config_dataclass():
 
 
 # -- evidence ----------------------------------------------------------------------------------------
-# tests/evidence.py's rare-group training set at 16 px: 1,500 synthetic faces, group B = 30 of them (2%).
-# A VAE that never sees a group label (latent_dim 8, width 16, 10 epochs, ~3 s each) finds B's images
-# atypical: among the 5% rarest images (75, product density) B's share against its 2% share of
-# training, measured 14.0x, 18.7x, 12.0x for VAE seeds 0, 1, 2 (combine=max: 13.3x, 19.3x, 14.7x).
-
-def test_vae_minority_is_enriched_for_the_rare_group(tmp_path):
+def measure_enrichment(seed: int, workdir: Path) -> dict[str, float]:
+    """Group B's enrichment among the 5% rarest latents of one VAE (seed ``seed``) trained in ``workdir``:
+    tests/evidence.py's rare-group training set at 16 px (1,500 synthetic faces, group B = 30 of them, 2%),
+    a VAE that never sees a group label (latent_dim 8, width 16, 10 epochs, ~4 s), the 75 rarest images
+    (product density)."""
     split = synthetic_train(3000, 16, ImbalanceConfig(ratio=0.98, size=1500), group_proportions=[0.5, 0.5])
     assert int((split.g == 1).sum()) == 30
-    factors = []
-    for seed in (0, 1, 2):
-        cfg = VaeConfig(latent_dim=8, width=16, epochs=10, batch_size=64, lr=3e-3, seed=seed)
-        path = train_vae(split, cfg, tmp_path / f"vae-{seed}", CPU)
-        vae, _, _ = load_vae(path)
-        index = find_minority(encode_means(vae, split, CPU), fraction=0.05, bins=10, smoothing=0.001)
-        table = enrichment_table(split, index).set_index(["kind", "group"])
-        factors.append(float(table.loc[("group", "B"), "enrichment"]))
+    cfg = VaeConfig(latent_dim=8, width=16, epochs=10, batch_size=64, lr=3e-3, seed=seed)
+    path = train_vae(split, cfg, Path(workdir) / f"vae-{seed}", CPU)
+    vae, _, _ = load_vae(path)
+    index = find_minority(encode_means(vae, split, CPU), fraction=0.05, bins=10, smoothing=0.001)
+    table = enrichment_table(split, index).set_index(["kind", "group"])
+    return {"enrichment_B": float(table.loc[("group", "B"), "enrichment"])}
+
+
+def test_vae_minority_is_enriched_for_the_rare_group(tmp_path):
+    """B's share among the rarest latents against its 2% share of training, for VAE seeds 0-2, each
+    (tests/evidence.py: how the numbers were measured and the thresholds set).
+
+    Measured (per seed 0, 1, 2, then the mean):
+      enrichment of B  native  13.3 18.7 12.7 (14.889)
+                       default 13.3 18.7 12.7 (14.889)
+                       avx2    14.0 18.7 12.0 (14.889)
+    Asserted (bound: pooled mean of the 15 draws -/+ 3 SE of the test's mean; margin: from the worst
+    setting's mean, or the worst of the 15 draws for a per-seed threshold, to the threshold):
+      enrichment > 3 (each seed): lowest 9.333, bound 4.331, margin 6.333
+    """
+    factors = [measure_enrichment(seed, tmp_path)["enrichment_B"] for seed in (0, 1, 2)]
     print(f"enrichment of group B among the 5% rarest latents (seeds 0-2): {[round(f, 1) for f in factors]}, "
           f"mean {np.mean(factors):.1f}x")
-    assert min(factors) > 3.0
-
+    assert min(factors) > 3.0, factors
