@@ -17,21 +17,7 @@ from fairrun.data import cache as cache_module
 from fairrun.data.decode import Preprocessing
 from fairrun.data.registry import read_splits
 from fairrun.errors import FairrunError
-from tests.conftest import compose_train
-from tests.fixtures_celeba import make_celeba
-from tests.test_data_files import celeba_cfg
-
-
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("FAIRRUN_CACHE", str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def celeba_root(tmp_path_factory):
-    return make_celeba(tmp_path_factory.mktemp("celeba"), n=40, seed=3)
+from tests.test_data_files import celeba_cfg, celeba_root, fresh_cache  # noqa: F401 (fixtures)
 
 
 def built(celeba_root, fresh_cache):
