@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,17 @@ from hydra import compose, initialize_config_module
 os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
 
 # Runs of tests/evidence.py are shared by the xdist workers of one session (set here, in the process
-# that starts them, so every worker inherits the same folder; see tests/evidence.py).
-os.environ.setdefault("FAIRRUN_EVIDENCE_DIR", tempfile.mkdtemp(prefix="fairrun-evidence-"))
+# that starts them, so every worker inherits the same folder; see tests/evidence.py). A folder made here
+# (about 250 MB of runs) is removed when the session ends; one given in the environment is kept.
+_OWN_EVIDENCE_DIR = None
+if "FAIRRUN_EVIDENCE_DIR" not in os.environ:
+    _OWN_EVIDENCE_DIR = os.environ["FAIRRUN_EVIDENCE_DIR"] = tempfile.mkdtemp(prefix="fairrun-evidence-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_EVIDENCE_DIR and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(_OWN_EVIDENCE_DIR, ignore_errors=True)
+
 
 # In-process training uses one CPU thread in every test, with or without pytest-xdist: CPU results
 # depend on the thread count, so a number must not depend on how the suite is run (alone, `pytest -n 2`)
