@@ -88,12 +88,17 @@ def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
     print(text, file=sys.stderr)
     # a refusal to write into a run directory (in use, another run's) is not that directory's error
     if run_dir is not None and Path(run_dir).is_dir() and getattr(err, "record_in_run_dir", True):
-        (Path(run_dir) / "error.txt").write_text(text + "\n")
+        try:
+            (Path(run_dir) / "error.txt").write_text(text + "\n")
+        except OSError as write_err:  # a full disk or read-only dir: the message above is what counts
+            print(f"fairrun: (could not also record it in {Path(run_dir) / 'error.txt'}: "
+                  f"{write_err.strerror or write_err})", file=sys.stderr)
 
 
 @contextmanager
 def user_errors(run_dir: Path | None = None):
-    """Turn FairrunError into exit code 2 and Ctrl-C into exit code 130, each with a clear message."""
+    """Turn FairrunError into exit code 2 and Ctrl-C / SIGTERM into exit code 130 / 143, each with a clear
+    message."""
     from fairrun.train import Interrupted
 
     global _task_started
@@ -106,7 +111,7 @@ def user_errors(run_dir: Path | None = None):
     except Interrupted as err:
         print(_paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
                          f"with hydra.run.dir={run_dir}) to resume."), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(err.exit_code)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="train")
@@ -114,7 +119,7 @@ def train_app(cfg: DictConfig) -> None:
     """`fairrun train`: validate the composed config, then train and evaluate.
 
     In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
-    a single run exits with code 2 on a user error and 130 on Ctrl-C.
+    a single run exits with code 2 on a user error, 130 on Ctrl-C and 143 on SIGTERM.
 
     The run directory's lock (:mod:`fairrun.rundir_lock`) is held before anything is written there (error.txt
     included) and released on every way out; a directory in use is refused (exit code 2; in a multirun, that
@@ -390,6 +395,15 @@ def run_command(argv: list[str] | None = None) -> None:
             not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in rest):
         print(_paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
                          "fairrun eval run_dir=PATH (a directory written by fairrun train)."), file=sys.stderr)
+        sys.exit(2)
+    modes = [a for a in rest if a in ("-m", "--multirun", "-r", "--run", "--info", "-sc")
+             or a.startswith(("--cfg", "-c=", "--shell-completion")) or a == "-c"]
+    if len(modes) > 1:
+        print(_paragraph(f"fairrun: error: {' and '.join(modes)} cannot be combined: Hydra does one of run "
+                         f"(-r), multirun (-m), print a config (--cfg), --info or shell completion at a time. "
+                         f"To see what a sweep would run, drop -m: e.g. fairrun {command} +sweep=methods --cfg "
+                         f"hydra --resolve -p hydra.sweeper.params prints the swept values, and --cfg job "
+                         f"the config of one job."), file=sys.stderr)
         sys.exit(2)
     help_dataset = False
     if command in NEEDS_DATASET and not _chooses(rest, "dataset"):

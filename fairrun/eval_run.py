@@ -12,6 +12,7 @@ from fairrun import rundir
 from fairrun.config import GpuConfig, load_run_config, typed_section
 from fairrun.data.registry import load_dataset
 from fairrun.errors import FairrunError
+from fairrun.rundir_lock import hold
 from fairrun.evaluate import fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
 from fairrun.models import build_model
@@ -53,12 +54,28 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
     and device the metrics equal those written at training time. With ``dataset=<name>`` in
     ``eval_cfg``, evaluates on that dataset's test split instead (cross-dataset evaluation) and
     appends ``split=<name>:test`` rows to results.pkl.
+
+    Writing into ``run_dir`` holds its lock (:mod:`fairrun.rundir_lock`), so an evaluation never writes
+    beside a training run that is still going on. With ``out_dir`` set in ``eval_cfg`` nothing is written
+    into ``run_dir`` (which may then be read-only): eval_results.pkl (the cross-dataset rows too) and the
+    cross-dataset predictions go to ``out_dir``.
     """
     config_path, best_path = run_dir / rundir.RUN_CONFIG, run_dir / rundir.BEST
     for path in (config_path, best_path):
         if not path.is_file():
             raise FairrunError(f"{run_dir} is not a finished fairrun run directory: {path.name} is missing "
                                f"(expected {rundir.RUN_CONFIG} and {rundir.BEST} written by fairrun train).")
+    out_dir = eval_cfg.get("out_dir")
+    if out_dir is not None:
+        return _run_eval(run_dir, eval_cfg, explicit_keys, Path(out_dir))
+    cure = (f"wait until that command ends, or write this evaluation elsewhere with out_dir=DIR ({run_dir} "
+            f"is then only read)")
+    with hold(run_dir, "run", cure):
+        return _run_eval(run_dir, eval_cfg, explicit_keys, None)
+
+
+def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None) -> pd.DataFrame:
+    config_path, best_path = run_dir / rundir.RUN_CONFIG, run_dir / rundir.BEST
     cfg = load_run_config(config_path)
     gpu = typed_section("gpu", GpuConfig, eval_cfg.gpu)
     device = resolve_device(gpu)
@@ -88,7 +105,8 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
             **privacy_of(run_dir)}
     if other is not None:
         return evaluate_other(run_dir, cfg, other, explicit_keys, model, method, model_classes, base,
-                              batch_size, device, amp, gpu.num_workers, threshold=best.get("threshold"))
+                              batch_size, device, amp, gpu.num_workers, threshold=best.get("threshold"),
+                              out_dir=out_dir)
     splits = splits or load_dataset(cfg.dataset, workers=gpu.num_workers)
     wanted = [eval_cfg.splits] if isinstance(eval_cfg.splits, str) else list(eval_cfg.splits)
     unknown = [name for name in wanted if name not in splits]
@@ -107,15 +125,16 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
             for split_name, metrics, _ in measure(raw, rule, name, splits[name].group_names, len(model_classes)):
                 (rows if split_name == name else raw_rows).append({**base, "split": split_name, **metrics})
     results = pd.DataFrame(rows + raw_rows)
-    rundir.write_pickle(results, run_dir / EVAL_RESULTS)
+    rundir.write_pickle(results, (out_dir or run_dir) / EVAL_RESULTS)
     print_results(results)
     return results
 
 
 def evaluate_other(run_dir: Path, cfg, other, explicit_keys: set, model, method, model_classes: list,
                    base: dict, batch_size: int, device, amp: str, workers: int,
-                   threshold: float | None = None) -> pd.DataFrame:
-    """Cross-dataset evaluation: test on another dataset and append ``<dataset>:test`` rows to results.pkl.
+                   threshold: float | None = None, out_dir: Path | None = None) -> pd.DataFrame:
+    """Cross-dataset evaluation: test on another dataset and append ``<dataset>:test`` rows to results.pkl
+    (with ``out_dir``: write them to ``out_dir``/eval_results.pkl, predictions beside them).
 
     Only the dataset keys given on the command line (``explicit_keys``) override that dataset's
     YAML; target and protected otherwise follow the training run (see fairrun.transfer).
@@ -126,6 +145,11 @@ def evaluate_other(run_dir: Path, cfg, other, explicit_keys: set, model, method,
     with torch.no_grad():
         row, pred = evaluate_on_dataset(model, method, ds_cfg, model_classes, batch_size, device, amp, workers,
                                         threshold=threshold)
-    results = append_rows(run_dir, base, [row], [pred])
+    if out_dir is None:
+        results = append_rows(run_dir, base, [row], [pred])
+    else:
+        results = pd.DataFrame([{**base, **row}])
+        rundir.write_pickle(results, out_dir / EVAL_RESULTS)
+        rundir.write_pickle(pred, out_dir / f"predictions_{row['split'].split(':')[0]}.pkl")
     print_results(results[results["split"] == row["split"]])
     return results

@@ -75,11 +75,11 @@ class WriteError(FairrunError):
 
 def remove_orphaned_temporaries(run_dir: Path) -> int:
     """Delete the ``.<name>.*.tmp`` files that atomic writes leave when a process is killed mid-write
-    (in the run directory and its ``checkpoints/``); call only while holding the run directory's lock, so
-    no live writer owns them. Returns how many were removed."""
+    (anywhere below the run directory: ``checkpoints/``, ``.hydra/``, a staged method's folders); call only
+    while holding the run directory's lock, so no live writer owns them. Returns how many were removed."""
     removed = 0
-    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+    for tmp in Path(run_dir).rglob(".*.tmp") if Path(run_dir).is_dir() else []:
+        if tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
     if removed:
@@ -122,9 +122,25 @@ def cure_for(path: Path) -> str:
     return "Delete it and run the command that wrote it again."
 
 
-def _parse_record(text: str) -> str | None:
-    match = re.fullmatch(r"\s*([0-9a-f]{64})(?:\s+\*?\S.*)?\s*", text, flags=re.DOTALL)
-    return match.group(1) if match else None
+def _parse_record(text: str) -> list[str] | None:
+    """The SHA-256 digests a sidecar accepts (``sha256sum`` lines: one, or two while a write is in flight),
+    or None when it is damaged."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    digests = [re.fullmatch(r"\s*([0-9a-f]{64})(?:\s+\*?\S.*)?\s*", line) for line in lines]
+    if not lines or len(lines) > 2 or not all(digests):
+        return None
+    return [match.group(1) for match in digests]
+
+
+def _record(digests: list[str], name: str) -> bytes:
+    return "".join(f"{digest}  {name}\n" for digest in digests).encode()
+
+
+def _recorded(side: Path) -> list[str] | None:
+    try:
+        return _parse_record(side.read_text(errors="replace"))
+    except OSError:
+        return None
 
 
 def _warn_unverified(path: Path) -> None:
@@ -166,10 +182,10 @@ def read_verified(path: Path, require_record: bool = False) -> tuple[bytes, bool
         raise IntegrityError(f"{side}, the checksum record fairrun wrote for {path.name}, is damaged (not a "
                              f"SHA-256 line), so {path} cannot be verified. {cure_for(path)}")
     actual = sha256(data)
-    if actual != expected:
+    if actual not in expected:
         size = "0 bytes: empty" if not data else f"{len(data)} bytes"
         raise IntegrityError(f"{path} is damaged ({size}): its SHA-256 ({actual[:16]}…) differs from the "
-                             f"one fairrun recorded when it wrote the file ({side.name}: {expected[:16]}…), "
+                             f"one fairrun recorded when it wrote the file ({side.name}: {expected[0][:16]}…), "
                              f"so it was truncated, corrupted or changed afterwards. {cure_for(path)}")
     return data, True
 
@@ -196,8 +212,8 @@ def _write_error(err: OSError, path: Path) -> WriteError:
         why = "a read-only file system" if code == errno.EROFS else "not writable by this user"
         return WriteError(f"cannot write {path}: {os.strerror(code)} ({path.parent} is {why}).{kept} "
                           f"Write somewhere writable: fairrun train takes hydra.run.dir=DIR "
-                          f"(hydra.sweep.dir=DIR with -m) and fairrun report takes --out DIR; for fairrun "
-                          f"eval, copy the run directory to a writable place and evaluate the copy.")
+                          f"(hydra.sweep.dir=DIR with -m), fairrun eval takes out_dir=DIR and fairrun report "
+                          f"takes --out DIR.")
     name = errno.errorcode.get(code, "") if code else ""
     return WriteError(f"cannot write {path}: {err.strerror or err}{f' ({name})' if name else ''}.{kept} "
                       f"Fix the cause, {again}.")
@@ -207,10 +223,13 @@ def _atomic(path: Path, data: bytes | Callable[[str], Any], checksum: bool = Fal
     """Write ``data`` through a temporary file in the same directory, then rename it over ``path``.
 
     ``data``: the bytes, or a function that writes the temporary file whose path it is given (for
-    writers such as ``Image.save``; never checksummed). With ``checksum``, the old sidecar goes first and the new one is written (atomically too) once
-    the file is in place: a crash in between leaves a file without a record (read with a warning),
-    never a record that condemns a good file. An OSError becomes a :class:`WriteError`; the
-    previous version of ``path`` is untouched until the rename.
+    writers such as ``Image.save``; never checksummed). With ``checksum``, the sidecar ``<file>.sha256`` is
+    first rewritten to accept both the file in place and the new one (two lines), then the file is renamed,
+    then the sidecar is rewritten with the new digest alone (each step atomic): a process killed at any
+    moment leaves a file that its record accepts, never a record that condemns a good file (tested by
+    killing ``fairrun train`` at every rename, ``tests/test_kill_faults.py``). A file in place without a
+    record (an older fairrun's) keeps none until the new one is in place. An OSError becomes a
+    :class:`WriteError`; the previous version of ``path`` is untouched until the rename.
     """
     path = Path(path)
     try:
@@ -230,7 +249,11 @@ def _atomic(path: Path, data: bytes | Callable[[str], Any], checksum: bool = Fal
                 f.flush()
                 os.fsync(f.fileno())  # surfaces late write errors (quota, network file systems) here
         if checksum:
-            checksum_path(path).unlink(missing_ok=True)
+            new, before = sha256(data), _recorded(checksum_path(path))
+            if before:  # accept the file in place and the new one while the rename is in flight
+                _atomic(checksum_path(path), _record([new, *[d for d in before if d != new][:1]], path.name))
+            else:  # none, or damaged: a damaged record must not condemn the new file
+                checksum_path(path).unlink(missing_ok=True)
         os.replace(tmp, path)
     except BaseException as err:
         if os.path.exists(tmp):
@@ -239,7 +262,7 @@ def _atomic(path: Path, data: bytes | Callable[[str], Any], checksum: bool = Fal
             raise _write_error(err, path) from err
         raise
     if checksum:
-        _atomic(checksum_path(path), f"{sha256(data)}  {path.name}\n".encode(), checksum=False)
+        _atomic(checksum_path(path), _record([new], path.name), checksum=False)
 
 
 def write_pickle(frame: pd.DataFrame, path: Path) -> None:

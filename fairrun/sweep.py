@@ -557,8 +557,8 @@ def failure_text(err: BaseException) -> str:
 
 def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir: Path) -> None:
     """Run one job of a multirun. A failure is written to ``<run dir>/error.txt`` and logged, and the job
-    returns, so the sweep goes on; Ctrl-C (after the job saved checkpoints/last.pt) stops the sweep with code
-    130."""
+    returns, so the sweep goes on; Ctrl-C or SIGTERM (after the job saved checkpoints/last.pt) stops the
+    sweep with code 130 or 143."""
     from fairrun.cli import _paragraph
     from fairrun.train import Interrupted
 
@@ -568,16 +568,20 @@ def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir:
         print(_paragraph(f"fairrun: interrupted: {err}. The sweep stopped; launch the same command again with "
                          f"hydra.sweep.dir={sweep_dir} to resume it (finished jobs are skipped)."),
               file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(err.exit_code) from None
     except Exception as err:  # noqa: BLE001 - every failure stays in its job
         text = failure_text(err)
         if not getattr(err, "record_in_run_dir", True):  # the directory holds another run: left untouched
             print(_paragraph(f"fairrun: error: job {job_num} not run: {' '.join(str(err).split())}"),
                   file=sys.stderr)
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR).write_text(text)
-        log.error("job %s failed (%s): %s", job_num, run_dir / ERROR, " ".join(text.split("\n\n")[0].split()))
+        where = run_dir / ERROR
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            where.write_text(text)
+        except OSError as write_err:  # a full disk or read-only dir: the log line below is then the record
+            where = f"not recorded in {where}: {write_err.strerror or write_err}"
+        log.error("job %s failed (%s): %s", job_num, where, " ".join(text.split("\n\n")[0].split()))
     finally:
         import gc
 

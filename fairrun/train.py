@@ -51,7 +51,14 @@ DIVERGED_LOSS = 1e6
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C after saving ``checkpoints/last.pt``."""
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after saving ``checkpoints/last.pt``.
+
+    ``exit_code`` follows the shell's convention, 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class NonFiniteLoss(FairrunError):
@@ -109,30 +116,45 @@ class LoopState:
 
 
 class StopFlag:
-    """Ctrl-C sets a flag that the loop checks between steps; a second Ctrl-C aborts at once."""
+    """Ctrl-C (SIGINT) or SIGTERM sets a flag that the loop checks between steps; a second one aborts at once.
+
+    SIGTERM is what ``kill``, ``docker stop``, systemd and SLURM (preemption, ``scancel``, the time limit,
+    a grace period before SIGKILL) send: it saves ``checkpoints/last.pt`` like Ctrl-C, so a relaunch
+    resumes exactly.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
+        self.signum = signal.SIGINT
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
 
     @contextmanager
     def installed(self):
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in self.SIGNALS}
 
         def handler(signum, frame):
             if self.requested:
                 raise KeyboardInterrupt
-            self.requested = True
-            print("\nfairrun: Ctrl-C received, saving checkpoints/last.pt after this step "
-                  "(press again to abort without saving)", file=sys.stderr)
+            self.requested, self.signum = True, signum
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"\nfairrun: {name} received, saving checkpoints/last.pt after this step "
+                  f"(a second one aborts without saving)", file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGINT, handler)
+        for signum in self.SIGNALS:
+            signal.signal(signum, handler)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
@@ -325,7 +347,7 @@ class Trainer:
                     s.train_seconds += time.perf_counter() - started
                     rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
                     raise Interrupted(f"saved {self.run_dir / rundir.LAST} at epoch {s.epoch + 1}, "
-                                      f"step {s.step}/{n_batches}")
+                                      f"step {s.step}/{n_batches}", stop.exit_code)
             bar.close()
             epoch = s.epoch + 1
             train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
@@ -355,7 +377,7 @@ class Trainer:
             rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
             log.info(line)
             if stop.requested:
-                raise Interrupted(f"saved {self.run_dir / rundir.LAST} after epoch {epoch}")
+                raise Interrupted(f"saved {self.run_dir / rundir.LAST} after epoch {epoch}", stop.exit_code)
 
     def evaluate_other_datasets(self, base: dict) -> pd.DataFrame:
         """Test on every ``eval_datasets`` entry; rows ``split=<dataset>:test`` join results.pkl."""

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 class StopAfter:
     """Replaces ``fairrun.train.StopFlag``: requests a stop after ``n`` checks (one per training step)."""
 
+    exit_code = 130
+
     def __init__(self, n: int):
         self.n, self.calls = n, 0
 

@@ -118,6 +118,7 @@ def test_multirun_runs_one_job_per_value(tmp_path):
     (["imbalance.ratio=1.2"], ["imbalance.ratio", "(0, 1]"]),
     (["gpu.amp=fp8"], ["gpu.amp", "bf16"]),
     (["+trainer.foo=1"], ["trainer.foo", "epochs"]),
+    (["-m", "--cfg", "job"], ["-m and --cfg cannot be combined", "drop -m"]),
 ])
 def test_bad_input_gives_one_clear_message_and_exit_code_2(tmp_path, args, words):
     proc = run_fairrun("train", *TINY, *args, "hydra.run.dir=run", cwd=tmp_path)
@@ -136,7 +137,9 @@ def test_bad_subcommand_and_missing_run_dir(tmp_path):
     assert proc.returncode == 2 and "run_config.yaml" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, signum, code):
+    """Ctrl-C, and SIGTERM (kill, docker stop, SLURM preemption), save last.pt; the relaunch resumes exactly."""
     args = [*TINY, "trainer.epochs=3", "trainer.batch_size=32"]
     full = run_fairrun("train", *args, "hydra.run.dir=full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-2000:]
@@ -147,10 +150,10 @@ def test_ctrl_c_saves_last_checkpoint_and_resume_matches_uninterrupted_run(tmp_p
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted" in err and last.exists() and not (tmp_path / "cut" / "results.pkl").exists()
+    assert proc.returncode == code, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err and last.exists() and not (tmp_path / "cut" / "results.pkl").exists()
     resumed = run_fairrun("train", *args, "hydra.run.dir=cut", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = pd.read_pickle(tmp_path / "full" / "results.pkl").drop(columns=["run_dir", "train_seconds"])

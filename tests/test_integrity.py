@@ -411,8 +411,7 @@ def test_report_on_a_read_only_run_dir_names_it_and_suggests_out(read_only_run, 
 
 
 def test_eval_that_cannot_write_names_the_file(run, monkeypatch):
-    """fairrun eval writes eval_results.pkl into the run directory: a refusal names it (in-process: Hydra's
-    own eval.log in a read-only run directory fails before fairrun starts, see the README)."""
+    """fairrun eval writes eval_results.pkl into the run directory: a refusal names it and the cure."""
     import tempfile
 
     def denied(*args, **kwargs):
@@ -422,7 +421,39 @@ def test_eval_that_cannot_write_names_the_file(run, monkeypatch):
     with pytest.raises(rundir.WriteError) as err:
         run_eval(run)
     assert str(err.value).startswith(f"cannot write {run / 'eval_results.pkl'}: Permission denied")
-    assert "copy the run directory" in str(err.value)
+    assert "fairrun eval takes out_dir=DIR" in str(err.value)
+
+
+def test_eval_of_a_read_only_run_dir_names_it_and_out_dir_writes_elsewhere(read_only_run, tmp_path):
+    """A read-only run: eval refuses in one paragraph (it cannot lock the directory) and names out_dir=DIR;
+    with out_dir it evaluates, writes only there, and reproduces the training-time test metrics."""
+    before = sorted(p.name for p in read_only_run.rglob("*"))
+    proc = run_read_only("eval", f"run_dir={read_only_run}", cwd=tmp_path)
+    assert proc.returncode == 2 and one_paragraph(proc.stderr), proc.stderr[-3000:]
+    assert str(read_only_run) in proc.stderr and "out_dir=DIR" in proc.stderr
+    proc = run_read_only("eval", f"run_dir={read_only_run}", f"out_dir={tmp_path / 'ev'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in read_only_run.rglob("*")) == before
+    again = pd.read_pickle(tmp_path / "ev" / "eval_results.pkl").set_index("split")
+    trained = rundir.read_results(read_only_run / "results.pkl").set_index("split")
+    assert again.loc["test", "accuracy"] == trained.loc["test", "accuracy"]
+
+
+def test_eval_refuses_a_run_dir_another_command_is_writing(run, tmp_path):
+    """fairrun eval takes the run directory's lock: beside a live writer (here this test process holds the
+    lock) it refuses in one paragraph naming the holder and out_dir=DIR, and writes nothing."""
+    from fairrun.rundir_lock import acquire
+
+    lock = acquire(run, "run", "elsewhere")
+    try:
+        proc = run_fairrun("eval", f"run_dir={run}", "gpu=cpu", cwd=tmp_path)
+    finally:
+        lock.release()
+    assert proc.returncode == 2 and one_paragraph(proc.stderr), proc.stderr[-3000:]
+    assert "out_dir=DIR" in proc.stderr and str(os.getpid()) in proc.stderr
+    assert not (run / "eval_results.pkl").exists()
+    run_eval(run)  # free again
+    assert (run / "eval_results.pkl").is_file()
 
 
 def test_report_read_only_out_in_process(run, monkeypatch, capsys):
@@ -562,3 +593,38 @@ def test_safe_format_round_trips_exactly():
     pd.testing.assert_frame_equal(back, frame, check_exact=True)
     assert [type(v) for v in back["o"]] == [type(v) for v in frame["o"]] and np.signbit(back["f"][3])
     assert b"NaN" in data and rundir.frame_to_json(pd.DataFrame({"l": [[1]]})) is None  # lists: no twin
+
+
+def test_a_failure_that_cannot_be_recorded_in_error_txt_still_reports_cleanly(tmp_path, monkeypatch, capsys):
+    """A full disk or read-only dir while writing error.txt: the message still reaches the user (single run:
+    stderr, plus a note that error.txt could not be written; multirun job: the log line), no traceback."""
+    import logging
+
+    from fairrun.cli import report_user_error
+    from fairrun.sweep import run_sweep_job
+
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "error.txt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    report_user_error(FairrunError("trainer.lr=-1 is invalid"), tmp_path)
+    err = capsys.readouterr().err
+    assert "trainer.lr=-1 is invalid" in err and "could not also record it" in err and "No space left" in err
+
+    def failing_job():
+        raise FairrunError("dataset.root=/nowhere does not exist")
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("fairrun").addHandler(handler)
+    try:
+        run_sweep_job(failing_job, tmp_path / "job", 3, tmp_path)
+    finally:
+        logging.getLogger("fairrun").removeHandler(handler)
+    text = " ".join(r.getMessage() for r in records)
+    assert "job 3 failed" in text and "not recorded" in text and "/nowhere" in text

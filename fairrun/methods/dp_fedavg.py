@@ -38,17 +38,17 @@ class DPFedAvgConfig:
     accountant)."""
 
     name: str = "dp_fedavg"
-    num_clients: int = 100  # W: the training set is split once into this many clients
+    num_clients: int = 1000  # W: the training set is split once into this many clients
     partition: str = "iid"  # iid | group (one protected group per client) | dirichlet
     dirichlet_over: str = "label"  # partition=dirichlet: skew over label (train.y) | group (train.g)
     alpha: float = 0.5  # Dirichlet concentration (small = more skewed clients)
-    client_rate: float = 0.1  # q: each client takes part in a round independently with probability q
+    client_rate: float = 0.125  # q: each client takes part in a round independently with probability q
     local_epochs: int = 1  # local epochs over the client's rows per round
-    client_lr: float = 0.05  # local plain-SGD learning rate
-    rounds: int = 100  # T: communication rounds (the length of training)
+    client_lr: float = 1.0  # local plain-SGD learning rate
+    rounds: int = 120  # T: communication rounds (the length of training)
     rounds_per_epoch: int = 10  # rounds per loop "epoch" (validation / checkpoint period)
     server_lr: float = 1.0  # server SGD learning rate on the pseudo-gradient -Δ
-    server_momentum: float = 0.0  # server SGD momentum (0.9 = FedAvgM)
+    server_momentum: float = 0.9  # server SGD momentum (0.9 = FedAvgM)
     private: bool = True  # true: DP-FedAvg (clip + noise + accounting); false: plain FedAvg
     clip: float = 1.0  # S: L2 bound on each client's update
     noise_multiplier: Optional[float] = 1.0  # σ: noise std is σ S / (q W); null with target_epsilon

@@ -48,7 +48,9 @@ def suitable_methods(run_cfg, num_classes: int | None, num_groups: int | None) -
             refused[name] = f"no conf/method/{name}.yaml"
             continue
         candidate = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=False))
-        candidate.method = OmegaConf.create(option.read_text())
+        method_node = OmegaConf.create(option.read_text())
+        method_node.pop("defaults", None)  # its trainer/model recipe (dpsgd) is composed by Hydra in the job
+        candidate.method = method_node
         try:
             run = validate_run_config(candidate)
             if num_classes is not None and num_groups is not None:
