@@ -1,8 +1,33 @@
 """fairrun: a command-line runner for fairness experiments on image classifiers.
 
-Data flows one way: ``conf/`` (Hydra) -> :mod:`fairrun.config` (validated run config) ->
-:mod:`fairrun.data` -> :mod:`fairrun.models` -> :mod:`fairrun.methods` -> :mod:`fairrun.train` ->
-:mod:`fairrun.evaluate` -> :mod:`fairrun.rundir`. :mod:`fairrun.metrics` knows nothing of models or Hydra.
+The package is layered, arrows only downward (``tests/test_architecture.py`` holds the map and fails on an
+upward import or an import circle): errors, validation and run directories at the bottom -> metrics, data ->
+models, evaluation helpers -> generative models -> methods -> the run config -> training -> sweeps and
+reports -> the commands (:mod:`fairrun.cli`).
+
+The plugin contract (docs/extending.md) is importable from here: ``from fairrun import Method`` (a method),
+``ModelBuilder`` and ``Classifier`` (a model), ``Dataset`` and ``SplitData`` (a dataset). They are loaded on
+first use, so that ``import fairrun`` stays light (no torch at start-up of the command line).
 """
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "Method": "fairrun.methods.base",
+    "Batch": "fairrun.methods.base",
+    "Outputs": "fairrun.methods.base",
+    "ModelBuilder": "fairrun.models.registry",
+    "Classifier": "fairrun.models.classifier",
+    "Dataset": "fairrun.data.registry",
+    "SplitData": "fairrun.data.base",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'fairrun' has no attribute {name!r}")

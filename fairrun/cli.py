@@ -19,8 +19,8 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 import fairrun.resolvers  # noqa: F401  (every resolver of fairrun's YAML, registered before Hydra composes)
-import fairrun.sweep
-from fairrun.errors import FairrunError
+import fairrun.sweep  # noqa: F401  (registers the sweep's resolvers at start-up: see fairrun.resolvers)
+from fairrun.errors import FairrunError, SweepFailed, paragraph
 
 log = logging.getLogger("fairrun")
 
@@ -75,16 +75,16 @@ examples:
 
 _task_started = False
 
+# each subcommand's Hydra config (conf/<name>.yaml)
+CONFIG_NAMES = {"train": "train", "eval": "eval", "prepare": "prepare", "data": "data", "gan train": "gan",
+                "vae train": "vae", "vae minority": "vae_minority"}
 
-def _paragraph(message: str) -> str:
-    # paths and overrides stay whole (no break inside a word or at its hyphens): they can be copied and pasted
-    return textwrap.fill(" ".join(str(message).split()), width=100, subsequent_indent="  ",
-                         break_long_words=False, break_on_hyphens=False)
+
 
 
 def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
     """Print a user mistake as one paragraph (no traceback) and record it in the run dir."""
-    text = _paragraph(f"fairrun: error: {err}")
+    text = paragraph(f"fairrun: error: {err}")
     print(text, file=sys.stderr)
     # a refusal to write into a run directory (in use, another run's) is not that directory's error
     if run_dir is not None and Path(run_dir).is_dir() and getattr(err, "record_in_run_dir", True):
@@ -99,7 +99,7 @@ def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
 def user_errors(run_dir: Path | None = None):
     """Turn FairrunError into exit code 2 and Ctrl-C / SIGTERM into exit code 130 / 143, each with a clear
     message."""
-    from fairrun.train import Interrupted
+    from fairrun.errors import Interrupted
 
     global _task_started
     _task_started = True
@@ -109,7 +109,7 @@ def user_errors(run_dir: Path | None = None):
         report_user_error(err, run_dir)
         sys.exit(2)
     except Interrupted as err:
-        print(_paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
+        print(paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
                          f"with hydra.run.dir={run_dir}) to resume."), file=sys.stderr)
         sys.exit(err.exit_code)
 
@@ -138,7 +138,7 @@ def train_app(cfg: DictConfig) -> None:
                 run_sweep_job(lambda: train_into(cfg, run_dir), run_dir, hydra_cfg.job.num,
                               Path(hydra_cfg.sweep.dir))
         except DirBusy as err:  # not logged: the job's log file is the other process' train.log
-            print(_paragraph(f"fairrun: error: job {hydra_cfg.job.num} not run: {err}"), file=sys.stderr)
+            print(paragraph(f"fairrun: error: job {hydra_cfg.job.num} not run: {err}"), file=sys.stderr)
         return
     with user_errors():  # a directory in use: nothing is written there
         with hold(run_dir, "run", run_dir_cure(run_dir)), user_errors(run_dir):
@@ -210,7 +210,9 @@ def eval_app(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="prepare")
 def prepare_app(cfg: DictConfig) -> None:
     """`fairrun prepare dataset=NAME`: build the decoded-image cache."""
-    from fairrun.config import GpuConfig, typed_section, validate_dataset_section
+    from fairrun.data.registry import validate_dataset_section
+    from fairrun.sections import GpuConfig
+    from fairrun.validation import typed_section
     from fairrun.prepare import run_prepare
 
     with user_errors():
@@ -382,33 +384,40 @@ def run_command(argv: list[str] | None = None) -> None:
             return
         if not rest or rest[0] not in words:
             given = f"{rest[0]!r}" if rest else "nothing"
-            print(_paragraph(f"fairrun: error: fairrun {command} needs one of: {', '.join(words)} (got {given}), "
+            print(paragraph(f"fairrun: error: fairrun {command} needs one of: {', '.join(words)} (got {given}), "
                              f"e.g. fairrun {command} {words[0]} dataset=synthetic. {COMMANDS[command]}."),
                   file=sys.stderr)
             sys.exit(2)
         command, rest = f"{command} {rest[0]}", rest[1:]
     if command not in APPS:
-        print(_paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
+        print(paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
                          f"{', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
         sys.exit(2)
     if command == "eval" and not any(a.startswith("run_dir=") for a in rest) and \
             not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in rest):
-        print(_paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
+        print(paragraph("fairrun: error: fairrun eval needs the run to evaluate: "
                          "fairrun eval run_dir=PATH (a directory written by fairrun train)."), file=sys.stderr)
         sys.exit(2)
     modes = [a for a in rest if a in ("-m", "--multirun", "-r", "--run", "--info", "-sc")
              or a.startswith(("--cfg", "-c=", "--shell-completion")) or a == "-c"]
     if len(modes) > 1:
-        print(_paragraph(f"fairrun: error: {' and '.join(modes)} cannot be combined: Hydra does one of run "
+        print(paragraph(f"fairrun: error: {' and '.join(modes)} cannot be combined: Hydra does one of run "
                          f"(-r), multirun (-m), print a config (--cfg), --info or shell completion at a time. "
                          f"To see what a sweep would run, drop -m: e.g. fairrun {command} +sweep=methods --cfg "
                          f"hydra --resolve -p hydra.sweeper.params prints the swept values, and --cfg job "
                          f"the config of one job."), file=sys.stderr)
         sys.exit(2)
+    if not any(a in HYDRA_HELP_FLAGS for a in rest):
+        from fairrun.commands.preflight import unknown_key_message
+
+        message = unknown_key_message(CONFIG_NAMES[command], rest)
+        if message:
+            print(message, file=sys.stderr)
+            sys.exit(2)
     help_dataset = False
     if command in NEEDS_DATASET and not _chooses(rest, "dataset"):
         if not any(a in HYDRA_HELP_FLAGS for a in rest):
-            print(_paragraph(f"fairrun: error: fairrun {command} needs the dataset to read: dataset=NAME, "
+            print(paragraph(f"fairrun: error: fairrun {command} needs the dataset to read: dataset=NAME, "
                              f"one of {', '.join(dataset_names())} (e.g. fairrun {command} dataset=celeba "
                              f"dataset.root=/data/celeba; see fairrun {command} --help)."), file=sys.stderr)
             sys.exit(2)
@@ -417,7 +426,7 @@ def run_command(argv: list[str] | None = None) -> None:
     sys.argv = [f"fairrun-{command.replace(' ', '-')}", *rest]
     try:
         APPS[command]()
-    except fairrun.sweep.SweepFailed:
+    except SweepFailed:
         raise  # some job of a multirun failed: exit code 1 after the summary
     except SystemExit as exit_:
         # Hydra reports composition errors (unknown group option, bad override) itself and exits 1
@@ -425,12 +434,12 @@ def run_command(argv: list[str] | None = None) -> None:
         if exit_.code == 1 and not _task_started:
             sys.exit(2)
         if help_dataset and not exit_.code:
-            print(_paragraph(f"(No dataset= was given: the config above is shown with "
+            print(paragraph(f"(No dataset= was given: the config above is shown with "
                              f"dataset={HELP_DATASET}. fairrun {command} needs one: dataset=NAME, one of "
                              f"{', '.join(dataset_names())}.)"))
         raise
     except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C while parallel jobs ran in other processes
-        print(_paragraph("fairrun: interrupted. Launch the same command again (for a sweep, with "
+        print(paragraph("fairrun: interrupted. Launch the same command again (for a sweep, with "
                          "hydra.sweep.dir=<its directory>) to resume: finished runs are skipped and unfinished "
                          "ones continue from checkpoints/last.pt."), file=sys.stderr)
         sys.exit(130)

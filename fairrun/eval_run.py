@@ -9,16 +9,18 @@ import torch
 from omegaconf import OmegaConf
 
 from fairrun import rundir
-from fairrun.config import GpuConfig, load_run_config, typed_section
+from fairrun.config import load_run_config
+from fairrun.sections import GpuConfig
+from fairrun.validation import typed_section
 from fairrun.data.registry import load_dataset
 from fairrun.errors import FairrunError
 from fairrun.rundir_lock import hold
 from fairrun.evaluate import fit_decision_rule, measure, raw_predictions
-from fairrun.methods import build_method
-from fairrun.models import build_model
+from fairrun.trained import read_best, rebuild
 from fairrun.report_table import print_results
 from fairrun.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
-from fairrun.train import PRIVACY_COLUMNS, resolve_device, run_metadata
+from fairrun.devices import resolve_device
+from fairrun.train import PRIVACY_COLUMNS, run_metadata
 
 log = logging.getLogger("fairrun")
 
@@ -79,12 +81,7 @@ def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None)
     cfg = load_run_config(config_path)
     gpu = typed_section("gpu", GpuConfig, eval_cfg.gpu)
     device = resolve_device(gpu)
-    best = rundir.load_checkpoint(best_path)
-    missing = [k for k in ("model", "method", "epoch") if k not in best] if isinstance(best, dict) else []
-    if not isinstance(best, dict) or missing:
-        raise rundir.IntegrityError(f"{best_path} is not a best.pt written by fairrun train (it lacks "
-                                    f"{', '.join(missing) or 'the checkpoint dict'}). "
-                                    f"{rundir.cure_for(best_path)}")
+    best = read_best(run_dir)
     other = eval_cfg.get("dataset")
     splits = None
     if "class_names" in best:
@@ -94,10 +91,7 @@ def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None)
         splits = load_dataset(cfg.dataset, workers=gpu.num_workers)
         train = splits["train"]
         model_classes, shape, num_groups = train.class_names, list(train.images.shape[1:]), train.num_groups
-    method = build_method(cfg.method, num_classes=len(model_classes), num_groups=num_groups)
-    model = method.adapt_model(build_model(cfg.model, shape[0], shape[-1], len(model_classes)))
-    model.load_state_dict(best["model"])
-    method.load_state_dict(best["method"])
+    model, method = rebuild(cfg, best, len(model_classes), num_groups, shape)
     model.to(device)
     batch_size = eval_cfg.batch_size or cfg.trainer.eval_batch_size
     amp = gpu.amp if device.type == "cuda" else "off"

@@ -12,7 +12,7 @@ import types
 
 from torch import nn
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.errors import ConfigError
 
 ACCOUNTANTS = ("rdp", "prv", "gdp")
@@ -95,6 +95,8 @@ def privacy_columns(epsilon: float, delta: float, noise_multiplier: float, clip:
 
 def _residual_forward(block, x):
     """torchvision's BasicBlock/Bottleneck forward with ``out + identity`` instead of ``out += identity``."""
+    from torchvision.models.resnet import Bottleneck
+
     identity = x if block.downsample is None else block.downsample(x)
     out = block.relu(block.bn1(block.conv1(x)))
     out = block.bn2(block.conv2(out))

@@ -33,17 +33,13 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-import fairrun.resolvers  # noqa: F401  (fairrun's resolvers, for code that composes without the CLI)
-from fairrun.errors import FairrunError
+from fairrun.resolvers import register_resolvers
+from fairrun.errors import FairrunError, SweepFailed, paragraph
 
 log = logging.getLogger("fairrun")
 
 ERROR = "error.txt"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
-class SweepFailed(SystemExit):
-    """Exit code 1 at the end of a multirun in which some job did not finish (raised by the summary)."""
 
 
 # -- +sweep=methods -------------------------------------------------------------------------------
@@ -76,7 +72,6 @@ _METHODS_CACHE: dict[str, str] = {}
 def methods_for(run_node: DictConfig) -> str:
     """The comma-separated method sweep for a composed ``fairrun train`` config (without ``hydra``)."""
     from fairrun.config import validate_run_config
-    from fairrun.methods.registry import suitable_methods
 
     key = json.dumps(OmegaConf.to_container(run_node, resolve=False), sort_keys=True, default=str)
     if key in _METHODS_CACHE:
@@ -110,6 +105,56 @@ def _task_config_from_overrides(hydra_node: DictConfig) -> DictConfig:
     overrides = OverridesParser.create().parse_overrides(list(hydra_node.overrides.task))
     keep = [o.input_line for o in overrides if not o.is_sweep_override() and o.key_or_group != "sweep"]
     return compose(config_name=hydra_node.job.config_name, overrides=keep)
+
+
+def suitable_methods(run_cfg, num_classes: int | None, num_groups: int | None) -> tuple[list[str], dict[str, str]]:
+    """The registered methods that can train on ``run_cfg``'s dataset, target and settings.
+
+    ``run_cfg`` is a composed ``fairrun train`` config without its ``hydra`` node (an OmegaConf DictConfig);
+    each method is tried with its shipped defaults (``conf/method/<name>.yaml``) in place of ``run_cfg.method``:
+    it suits when the whole run config validates (the method's own range checks and ``validate_run`` rules,
+    e.g. DP-SGD refuses AMP) and the method accepts a target of ``num_classes`` classes and ``num_groups``
+    protected groups (e.g. FairALM's TPR constraint needs a binary target); ``None`` skips that check.
+    Presets whose file name differs from the method they configure (``dpsgd_study``) are not methods.
+
+    Returns ``(names, refused)``: the suitable names, ``erm`` (the baseline) first, then alphabetically,
+    and ``{name: reason}`` for the others.
+    """
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    from fairrun.config import validate_run_config
+    from fairrun.errors import FairrunError
+    from fairrun.methods import build_method
+    from fairrun.methods.registry import METHODS, RUNTIME_NEEDS
+
+    conf = resources.files("fairrun.conf") / "method"
+    names = sorted(METHODS, key=lambda name: (name != "erm", name))
+    suitable, refused = [], {}
+    for name in names:
+        option = conf / f"{name}.yaml"
+        if not option.is_file():
+            refused[name] = f"no conf/method/{name}.yaml"
+            continue
+        candidate = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=False))
+        method_node = OmegaConf.create(option.read_text())
+        method_node.pop("defaults", None)  # its trainer/model recipe (dpsgd) is composed by Hydra in the job
+        candidate.method = method_node
+        try:
+            run = validate_run_config(candidate)
+            if num_classes is not None and num_groups is not None:
+                build_method(run.method, num_classes=num_classes, num_groups=num_groups)
+                needs = RUNTIME_NEEDS.get(name)
+                if needs and (num_classes, num_groups) != needs:
+                    raise FairrunError(f"method={name} needs a {needs[0]}-class target and {needs[1]} protected "
+                                       f"groups; this configuration has {num_classes} classes and {num_groups} "
+                                       f"groups.")
+        except FairrunError as err:
+            refused[name] = " ".join(str(err).split())
+            continue
+        suitable.append(name)
+    return suitable, refused
 
 
 def methods_resolver(_root_: DictConfig) -> str:
@@ -277,7 +322,6 @@ class SweepSummary(Callback):
         """Runs in the launching process before the sweeper writes multirun.yaml or any job starts. A
         callback's exceptions are only warnings in Hydra: a refusal exits here (code 2), with one
         paragraph."""
-        from fairrun.cli import _paragraph
         from fairrun.rundir_lock import acquire, sweep_dir_cure
 
         self.started = time.time()
@@ -289,7 +333,7 @@ class SweepSummary(Callback):
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
-            print(_paragraph(f"fairrun: error: {err}"), file=sys.stderr)
+            print(paragraph(f"fairrun: error: {err}"), file=sys.stderr)
             raise SystemExit(2) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -496,9 +540,8 @@ class JobResources(Callback):
             try:
                 selected_gpus(self.gpus)
             except FairrunError as err:
-                from fairrun.cli import _paragraph
 
-                print(_paragraph(f"fairrun: error: {err}"), file=sys.stderr)
+                print(paragraph(f"fairrun: error: {err}"), file=sys.stderr)
                 raise SystemExit(2) from None
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
@@ -539,10 +582,9 @@ class JobResources(Callback):
 
 def failure_text(err: BaseException) -> str:
     """error.txt for an exception: one paragraph; for an unexpected exception also its traceback."""
-    from fairrun.cli import _paragraph
 
     if isinstance(err, FairrunError):
-        return _paragraph(f"fairrun: error: {err}") + "\n"
+        return paragraph(f"fairrun: error: {err}") + "\n"
     import torch
 
     if isinstance(err, torch.cuda.OutOfMemoryError):
@@ -552,27 +594,26 @@ def failure_text(err: BaseException) -> str:
     else:
         message = f"unexpected {type(err).__name__}: {err}"
     trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    return _paragraph(f"fairrun: error: {message}") + "\n\n" + trace
+    return paragraph(f"fairrun: error: {message}") + "\n\n" + trace
 
 
 def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir: Path) -> None:
     """Run one job of a multirun. A failure is written to ``<run dir>/error.txt`` and logged, and the job
     returns, so the sweep goes on; Ctrl-C or SIGTERM (after the job saved checkpoints/last.pt) stops the
     sweep with code 130 or 143."""
-    from fairrun.cli import _paragraph
-    from fairrun.train import Interrupted
+    from fairrun.errors import Interrupted
 
     try:
         work()
     except Interrupted as err:
-        print(_paragraph(f"fairrun: interrupted: {err}. The sweep stopped; launch the same command again with "
+        print(paragraph(f"fairrun: interrupted: {err}. The sweep stopped; launch the same command again with "
                          f"hydra.sweep.dir={sweep_dir} to resume it (finished jobs are skipped)."),
               file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except Exception as err:  # noqa: BLE001 - every failure stays in its job
         text = failure_text(err)
         if not getattr(err, "record_in_run_dir", True):  # the directory holds another run: left untouched
-            print(_paragraph(f"fairrun: error: job {job_num} not run: {' '.join(str(err).split())}"),
+            print(paragraph(f"fairrun: error: job {job_num} not run: {' '.join(str(err).split())}"),
                   file=sys.stderr)
             return
         where = run_dir / ERROR
@@ -590,3 +631,12 @@ def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir:
         gc.collect()
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
+
+
+def _fairrun_methods(*, _root_):
+    """``${fairrun_methods:}``: the comma-separated methods that suit the composed config."""
+    return methods_resolver(_root_)
+
+
+# this module's resolvers, registered on import (fairrun.cli imports it at start-up: see fairrun.resolvers)
+register_resolvers({"fairrun_methods": _fairrun_methods, "fairrun_parallel_jobs": parallel_jobs})

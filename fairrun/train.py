@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import shutil
 import signal
 import sys
@@ -17,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -29,12 +27,14 @@ from fairrun.config import RunConfig, load_run_config
 from fairrun.data.batches import Augmentation, fits_on_device, load_into_memory, move_to_device
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.devices import resolve_device, seed_everything  # noqa: F401 (resolve_device: re-export)
+from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss  # noqa: F401 (Interrupted: re-export)
 from fairrun.evaluate import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.models import build_model
 from fairrun.report_table import print_results
+from fairrun.trained import load_trained
 
 log = logging.getLogger("fairrun")
 
@@ -48,39 +48,6 @@ PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multip
 # A cross-entropy this large means logits millions apart: training has diverged even if the number is finite
 # (trainer.lr=1e9 reaches 1.7e19 without ever becoming inf), so it stops like a NaN loss does.
 DIVERGED_LOSS = 1e6
-
-
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after saving ``checkpoints/last.pt``.
-
-    ``exit_code`` follows the shell's convention, 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM.
-    """
-
-    def __init__(self, message: str, exit_code: int = 130):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class NonFiniteLoss(FairrunError):
-    """The training loss became NaN or infinite (reported like a user error: the cure is a setting)."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a run is reproducible."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(gpu_cfg) -> torch.device:
-    """``gpu.device``: auto -> CUDA if available else CPU; cuda without a GPU is a clear error."""
-    if gpu_cfg.device == "cuda" and not torch.cuda.is_available():
-        raise FairrunError("gpu=cuda was requested but no CUDA device is available "
-                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). "
-                           "Use gpu=auto or gpu=cpu.")
-    if gpu_cfg.device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 def build_optimizer(params, cfg) -> torch.optim.Optimizer:
@@ -187,7 +154,7 @@ class Trainer:
         require_every_cell_trained(self.train_raw, cfg)
         self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
                                    num_groups=self.train_raw.num_groups)
-        self.method.bind(cfg, self.run_dir, self.device)
+        self.method.bind(cfg, self.run_dir, self.device, runs=SubRuns(self.device))
         self.train = self.place_training_data(self.method.prepare(self.train_raw))
         self.augmentation = Augmentation.from_dataset(cfg.dataset)
         channels, size = self.train.images.shape[1], self.train.images.shape[-1]
@@ -524,6 +491,22 @@ def check_same_config(cfg: RunConfig, run_dir: Path, held: str = "a finished run
             f"directory (hydra.run.dir=NEW_DIR, or hydra.sweep.dir=NEW_DIR with -m), or pass resume=false to "
             f"train this directory over (its checkpoints and results are deleted)."
         )
+
+
+class SubRuns:
+    """What a staged method may do with other runs (gan_debias' baseline classifiers), handed to it by
+    :meth:`Method.bind <fairrun.methods.base.Method.bind>`, so that methods never import the training loop."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def train(self, cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
+        """Train (or resume, or find finished) the run ``cfg`` in ``run_dir``: :func:`run_training`."""
+        return run_training(cfg, run_dir)
+
+    def load(self, run_dir: Path):
+        """A finished run's best classifier on this run's device (:func:`fairrun.trained.load_trained`)."""
+        return load_trained(run_dir, self.device)
 
 
 def run_training(cfg: RunConfig, run_dir: Path, on_accept=None) -> pd.DataFrame:

@@ -21,10 +21,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from fairrun import rundir
-from fairrun.config import typed_section
+from fairrun.validation import typed_section
 from fairrun.data.base import LabeledSplit
 from fairrun.data.groups import label_split
-from fairrun.data.registry import DATASET_SCHEMAS, read_splits, validate_dataset_config
+from fairrun.data.registry import DATASETS, read_splits, validate_dataset_config
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.evaluate import DecisionRule, measure, raw_predictions
 
@@ -33,9 +33,9 @@ log = logging.getLogger("fairrun")
 
 def dataset_defaults(name: str) -> dict:
     """The shipped YAML of ``dataset=<name>`` as a dict."""
-    if name not in DATASET_SCHEMAS:
+    if name not in DATASETS:
         raise ConfigError(f"Unknown dataset {name!r} in eval_datasets. Available datasets: "
-                          f"{', '.join(sorted(DATASET_SCHEMAS))}.")
+                          f"{', '.join(sorted(DATASETS))}.")
     text = resources.files("fairrun.conf").joinpath("dataset", f"{name}.yaml").read_text()
     return yaml.safe_load(text) or {}
 
@@ -89,7 +89,7 @@ def eval_dataset_config(entry: Any, run_dataset) -> Any:
                     given["image_size"], run_dataset.image_size)
     merged["image_size"] = run_dataset.image_size
     _leave_room_for_test(merged, given)
-    cfg = typed_section("dataset", DATASET_SCHEMAS[given["name"]], merged)
+    cfg = typed_section("dataset", DATASETS[given["name"]].Config, merged)
     validate_dataset_config(cfg)
     return cfg
 

@@ -117,7 +117,7 @@ def time_baseline(root: Path, n: int, size: int, workers: int, batch_size: int, 
 
 
 def dataset_config(root: Path, size: int):
-    from fairrun.config import validate_dataset_section
+    from fairrun.data.registry import validate_dataset_section
 
     return validate_dataset_section({"name": "celeba", "root": str(root), "image_size": size,
                                      "target": "Smiling", "protected": "Male", "crop": "center",

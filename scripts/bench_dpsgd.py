@@ -25,7 +25,7 @@ from fairrun.methods import build_method
 from fairrun.methods.base import TrainingPlan
 from fairrun.methods.dpsgd import DPSGDConfig
 from fairrun.methods.erm import ERMConfig
-from fairrun.models import MODEL_SCHEMAS, build_model
+from fairrun.models import MODELS, build_model
 from fairrun.privacy import opacus_compatible
 
 warnings.filterwarnings("ignore")
@@ -43,7 +43,7 @@ def make_split(n: int, size: int) -> LabeledSplit:
 def variant(model_name: str, kind: str, split: LabeledSplit, batch: int, device: torch.device):
     """(model, method, optimizer) for one row of the table."""
     torch.manual_seed(0)
-    model = build_model(MODEL_SCHEMAS[model_name](name=model_name), 3, split.images.shape[-1], 2)
+    model = build_model(MODELS[model_name].Config(name=model_name), 3, split.images.shape[-1], 2)
     plan = TrainingPlan(train=split, batch_size=batch, epochs=1, lr=1e-3, seed=0, device=device,
                         augmentation=Augmentation(), model_name=model_name)
     if kind.startswith("erm"):

@@ -185,7 +185,7 @@ def test_cache_key_follows_the_folder_actually_read(tmp_path):
 
 
 def test_read_splits_decodes_the_torchvision_layout(tmp_path, monkeypatch):
-    from fairrun.config import validate_dataset_section
+    from fairrun.data.registry import validate_dataset_section
     from fairrun.data.registry import read_splits
     from tests.conftest import compose_train
 

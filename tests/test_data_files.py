@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fairrun.config import validate_dataset_section
+from fairrun.data.registry import validate_dataset_section
 from fairrun.data import cache as cache_module
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import Augmentation, augment, batch_generator, train_batches

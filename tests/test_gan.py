@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fairrun.config import typed_section
+from fairrun.validation import typed_section
 from fairrun.data.registry import SyntheticDatasetConfig, load_dataset
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.generative import gan as gan_module

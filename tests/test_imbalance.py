@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fairrun.config import ImbalanceConfig
+from fairrun.sections import ImbalanceConfig
 from fairrun.data.base import LabeledSplit
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.errors import ConfigError

@@ -4,14 +4,14 @@ import torch
 
 from fairrun.errors import FairrunError
 from fairrun.models import build_model
-from fairrun.models.registry import MODEL_SCHEMAS, CNNConfig, MLPConfig, ResNetConfig
+from fairrun.models.registry import MODELS, CNNConfig, MLPConfig, ResNetConfig
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_SCHEMAS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("size", [16, 64])
 def test_models_give_logits_and_latents(name, size):
     torch.manual_seed(0)
-    model = build_model(MODEL_SCHEMAS[name](name=name), 3, size, 2).eval()
+    model = build_model(MODELS[name].Config(name=name), 3, size, 2).eval()
     x = torch.randn(2, 3, size, size)
     latent = model.features(x)
     assert latent.shape == (2, model.latent_dim)

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from fairrun import rundir
-from fairrun.config import ImbalanceConfig, validate_dataset_section
+from fairrun.data.registry import validate_dataset_section
+from fairrun.sections import ImbalanceConfig
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import to_float
 from fairrun.errors import ConfigError

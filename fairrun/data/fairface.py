@@ -31,7 +31,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from fairrun.config import require
+from fairrun.validation import require
 from fairrun.data.groups import protected_list
 from fairrun.data.table import (GENDER_VALUES, ImageDatasetConfig, ImageTable, age_group_values, count_skipped,
                                 drop_missing_images, encode, missing_files_error, resolve_root)

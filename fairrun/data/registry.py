@@ -1,4 +1,4 @@
-"""Dataset registry: YAML name -> (config dataclass, reader, validator).
+"""Dataset registry: YAML name -> dataset entry (config dataclass, reader, validator), open to a user's own.
 
 Every dataset config has the common keys ``name``, ``target``, ``protected`` (one attribute name or
 a list for intersectional groups), ``image_size`` and ``root`` (for on-disk datasets). On-disk
@@ -8,9 +8,10 @@ table -> splits -> decoded-image cache of :mod:`fairrun.data.files`; each one ad
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from fairrun.data import celeba, csv_table, fairface, imdb_wiki, utkface
 from fairrun.data.base import LabeledSplit, SplitData
@@ -18,6 +19,7 @@ from fairrun.data.files import load_image_dataset, validate_image_dataset
 from fairrun.data.groups import check_attributes, label_split
 from fairrun.data.synthetic import SyntheticConfig, make_synthetic, validate_synthetic
 from fairrun.errors import ConfigError
+from fairrun.registry import Registry
 
 SPLITS = ("train", "val", "test")
 
@@ -32,36 +34,80 @@ class SyntheticDatasetConfig(SyntheticConfig):
     root: Optional[str] = None
 
 
-@dataclass
-class DatasetEntry:
-    schema: type
-    read: Callable[..., dict[str, SplitData]]  # read(cfg, workers=0)
-    validate: Callable[[Any], None]
-    read_table: Optional[Callable] = None  # on-disk datasets: the metadata reader
+class Dataset:
+    """A dataset entry: ``name`` (the YAML name), ``Config`` (its dataclass schema, with at least ``name``,
+    ``target`` and ``protected``), :meth:`read` and :meth:`validate`.
+
+    A user's dataset subclasses this in the user's own module and is selected by ``_target_`` in a YAML of the
+    user's config dir (docs/extending.md); the built-in ones below are registered the same way.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    read_table: ClassVar[Optional[Callable]] = None  # on-disk datasets: the metadata reader (cache, fairrun data)
+
+    @staticmethod
+    def read(cfg, workers: int = 0) -> dict[str, SplitData]:
+        """The ``train``, ``val`` and ``test`` splits: uint8 images (N, C, H, W) and one int64 column per
+        attribute (:class:`~fairrun.data.base.SplitData`)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def validate(cfg) -> None:
+        """Range checks of the config (raise ValueError or ConfigError naming the key); default: none."""
 
 
-def _file_dataset(schema: type, module) -> DatasetEntry:
+def _check(entry) -> Optional[str]:
+    if not callable(getattr(entry, "read", None)):
+        return f"{entry!r} has no read(cfg, workers=0) returning the train/val/test splits"
+    fields = {f.name for f in dataclasses.fields(entry.Config)}
+    missing = [key for key in ("target", "protected") if key not in fields]
+    if missing:
+        return f"{entry.Config.__qualname__} lacks the field(s) {', '.join(missing)} every dataset config has"
+    return None
+
+
+DATASETS = Registry(
+    "dataset",
+    "A dataset is a subclass of fairrun.Dataset with name = \"mine\", Config = a dataclass holding name: str = "
+    "\"mine\", target and protected, and a static read(cfg, workers=0) returning {'train', 'val', 'test'} "
+    "fairrun.SplitData (docs/extending.md).",
+    _check,
+)
+
+
+def _builtin(name: str, config: type, read: Callable, validate: Callable, read_table=None) -> type:
+    return DATASETS.register(type(name, (Dataset,), {
+        "name": name, "Config": config, "read": staticmethod(read), "validate": staticmethod(validate),
+        "read_table": staticmethod(read_table) if read_table is not None else None, "__module__": __name__}))
+
+
+def _file_dataset(name: str, schema: type, module) -> type:
     def validate(cfg) -> None:
         validate_image_dataset(cfg)
         module.validate(cfg)
 
-    return DatasetEntry(schema, partial(load_image_dataset, read_table=module.read_table), validate,
-                        module.read_table)
+    return _builtin(name, schema, partial(load_image_dataset, read_table=module.read_table), validate,
+                    module.read_table)
 
 
 def _read_synthetic(cfg, workers: int = 0) -> dict[str, SplitData]:
     return make_synthetic(cfg)
 
 
-DATASETS: dict[str, DatasetEntry] = {
-    "synthetic": DatasetEntry(SyntheticDatasetConfig, _read_synthetic, validate_synthetic),
-    "celeba": _file_dataset(celeba.CelebAConfig, celeba),
-    "fairface": _file_dataset(fairface.FairFaceConfig, fairface),
-    "utkface": _file_dataset(utkface.UTKFaceConfig, utkface),
-    "imdb_wiki": _file_dataset(imdb_wiki.IMDBWikiConfig, imdb_wiki),
-    "csv": _file_dataset(csv_table.CSVConfig, csv_table),
-}
-DATASET_SCHEMAS = {name: entry.schema for name, entry in DATASETS.items()}
+_builtin("synthetic", SyntheticDatasetConfig, _read_synthetic, validate_synthetic)
+_file_dataset("celeba", celeba.CelebAConfig, celeba)
+_file_dataset("fairface", fairface.FairFaceConfig, fairface)
+_file_dataset("utkface", utkface.UTKFaceConfig, utkface)
+_file_dataset("imdb_wiki", imdb_wiki.IMDBWikiConfig, imdb_wiki)
+_file_dataset("csv", csv_table.CSVConfig, csv_table)
+
+
+def validate_dataset_section(node: Any) -> Any:
+    """Validate a ``dataset`` section alone (for commands that only read data): the typed dataclass."""
+    dataset = DATASETS.typed(node)
+    validate_dataset_config(dataset)
+    return dataset
 
 
 def validate_dataset_config(cfg) -> None:

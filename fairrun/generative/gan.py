@@ -63,7 +63,8 @@ import yaml
 from torch import nn
 
 from fairrun import rundir
-from fairrun.config import ConfigError, require, require_choice
+from fairrun.errors import ConfigError
+from fairrun.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import random_flip, to_float
 from fairrun.generative.generators import export_generator, read_metadata, sample_latents
@@ -553,9 +554,13 @@ def run_gan_train(cfg) -> Path:
     """
     from omegaconf import OmegaConf
 
-    from fairrun.config import GpuConfig, typed_section, validate_dataset_section
+    from fairrun.data.registry import validate_dataset_section
+
+    from fairrun.sections import GpuConfig
+
+    from fairrun.validation import typed_section
     from fairrun.data.registry import load_dataset
-    from fairrun.train import resolve_device
+    from fairrun.devices import resolve_device
 
     dataset = validate_dataset_section(cfg.dataset)
     gan_node = cfg.get("gan")

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from fairrun import rundir
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.generative.density import COMBINES, find_minority, latent_density
@@ -113,7 +113,9 @@ def validate_minority_config(cfg) -> tuple[MinorityConfig, object]:
     """Check `fairrun vae minority`'s composed config; returns (MinorityConfig, GpuConfig)."""
     from omegaconf import OmegaConf
 
-    from fairrun.config import GpuConfig, _normalise_amp, _validate_gpu, typed_section
+    from fairrun.sections import GpuConfig, normalise_amp, validate_gpu
+
+    from fairrun.validation import typed_section
 
     if OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") in (None, ""):
         raise ConfigError("fairrun vae minority needs the VAE to use: run_dir=PATH (the out_dir of "
@@ -122,9 +124,9 @@ def validate_minority_config(cfg) -> tuple[MinorityConfig, object]:
     OmegaConf.set_struct(plain, False)
     gpu_node = plain.pop("gpu", None)
     if gpu_node is not None:
-        _normalise_amp(gpu_node)
+        normalise_amp(gpu_node)
     gpu = typed_section("gpu", GpuConfig, gpu_node)
-    _validate_gpu(gpu)
+    validate_gpu(gpu)
     try:
         minority = typed_section("minority", MinorityConfig, plain)
     except ConfigError as err:  # the keys are top-level on the command line: name them so
@@ -141,7 +143,11 @@ def rebuild_train_split(meta: dict, vae_path: Path, workers: int = 0):
     """
     from omegaconf import OmegaConf
 
-    from fairrun.config import ImbalanceConfig, typed_section, validate_dataset_section
+    from fairrun.data.registry import validate_dataset_section
+
+    from fairrun.sections import ImbalanceConfig
+
+    from fairrun.validation import typed_section
     from fairrun.generative.vae import labels_digest, load_train_split
 
     data = meta.get("data")
@@ -202,7 +208,7 @@ def run_vae_minority(cfg) -> Path:
     """
     from fairrun.generative.grids import save_grid
     from fairrun.generative.vae import encode_means, load_vae
-    from fairrun.train import resolve_device
+    from fairrun.devices import resolve_device
 
     mcfg, gpu = validate_minority_config(cfg)
     run_dir = Path(mcfg.run_dir)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairrun import rundir
-from fairrun.config import require
+from fairrun.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory, to_float, train_batches
 from fairrun.errors import ConfigError, FairrunError
@@ -381,8 +381,9 @@ def validate_vae_train_config(cfg) -> dict[str, Any]:
     key)."""
     from omegaconf import OmegaConf
 
-    from fairrun.config import (GpuConfig, ImbalanceConfig, _normalise_amp, _validate_gpu,
-                                _validate_imbalance, typed_section, validate_dataset_section)
+    from fairrun.data.registry import validate_dataset_section
+    from fairrun.sections import GpuConfig, ImbalanceConfig, normalise_amp, validate_gpu, validate_imbalance
+    from fairrun.validation import typed_section
 
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.set_struct(plain, False)
@@ -394,11 +395,11 @@ def validate_vae_train_config(cfg) -> dict[str, Any]:
         raise ConfigError("fairrun vae train needs a dataset: dataset=NAME (e.g. dataset=synthetic).")
     dataset = validate_dataset_section(plain.dataset)
     if plain.get("gpu") is not None:
-        _normalise_amp(plain.gpu)
+        normalise_amp(plain.gpu)
     gpu = typed_section("gpu", GpuConfig, plain.get("gpu"))
-    _validate_gpu(gpu)
+    validate_gpu(gpu)
     imbalance = typed_section("imbalance", ImbalanceConfig, plain.get("imbalance"))
-    _validate_imbalance(imbalance)
+    validate_imbalance(imbalance)
     vae = typed_section("vae", VaeConfig, plain.get("vae"))
     vae.validate()
     out_dir = plain.get("out_dir")
@@ -438,7 +439,7 @@ def load_train_split(dataset, imbalance, seed: int, workers: int = 0):
 def run_vae_train(cfg) -> Path:
     """`fairrun vae train dataset=… vae.*=… out_dir=…`: train the VAE on the training split; returns the
     path of vae.pt."""
-    from fairrun.train import resolve_device
+    from fairrun.devices import resolve_device
 
     sections = validate_vae_train_config(cfg)
     device = resolve_device(sections["gpu"])

@@ -9,12 +9,10 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "registry"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-METHOD_SCHEMAS = {name: cls.Config for name, cls in METHODS.items()}
-
 
 def build_method(cfg, *, num_classes: int, num_groups: int) -> Method:
     """Instantiate the method named by ``cfg.name`` with its validated config."""
     return METHODS[cfg.name](cfg, num_classes=num_classes, num_groups=num_groups)
 
 
-__all__ = ["Batch", "Method", "Outputs", "METHODS", "METHOD_SCHEMAS", "build_method", "register"]
+__all__ = ["Batch", "Method", "Outputs", "METHODS", "build_method", "register"]

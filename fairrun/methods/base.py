@@ -2,7 +2,7 @@
 
 The loop (:class:`fairrun.train.Trainer`) calls, in order:
 
-* ``bind(run, run_dir, device)`` - first, with the whole run config (for staged methods such as gan_debias);
+* ``bind(run, run_dir, device, runs)`` - first, with the whole run config and sub-runs (staged methods: gan_debias);
 * ``prepare(train)`` - before training: may return the training split with per-sample ``weights`` or
   ``sample_probs`` (a sampler, not copied data) set;
 * ``adapt_model(model)`` - may change the architecture (a bottleneck, one head per group) before the
@@ -86,9 +86,10 @@ class Method:
         self.num_classes = num_classes
         self.num_groups = num_groups
 
-    def bind(self, run, run_dir, device: torch.device) -> None:
-        """Called first by the training loop with the whole validated run config, the run directory and the
-        device, for methods whose stages need them (sub-runs, cached artefacts in the run directory)."""
+    def bind(self, run, run_dir, device: torch.device, runs=None) -> None:
+        """Called first by the training loop with the whole validated run config, the run directory, the
+        device and ``runs`` (:class:`fairrun.train.SubRuns`: train a sub-run, reload a finished run's
+        classifier), for methods whose stages need them (sub-runs, cached artefacts in the run directory)."""
 
     def prepare(self, train):
         """Return the training split to use (weights / sampling probabilities set here)."""

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.batches import epoch_order, train_batches
 from fairrun.errors import ConfigError
 from fairrun.generative.density import COMBINES, debias_weights, effective_sample_size

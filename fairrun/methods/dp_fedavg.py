@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fairrun import rundir
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.batches import batches_of
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.methods.base import Method, StepResult, TrainingPlan

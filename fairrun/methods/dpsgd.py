@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from fairrun import privacy, rundir
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.batches import batches_of, epoch_order, num_batches
 from fairrun.errors import ConfigError
 from fairrun.methods.base import Batch, Method, TrainingPlan

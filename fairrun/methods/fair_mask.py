@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.batches import to_float
 from fairrun.errors import ConfigError, FairrunError
 from fairrun.methods.base import Method

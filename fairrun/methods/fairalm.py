@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.errors import ConfigError
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register

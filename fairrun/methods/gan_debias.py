@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from fairrun import rundir
-from fairrun.config import require
+from fairrun.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory
 from fairrun.errors import ConfigError, FairrunError
@@ -109,7 +109,7 @@ class GanDebias(Method):
         self.stage_dir: Optional[Path] = None
         self.summary: dict = {}
 
-    def bind(self, run, run_dir, device) -> None:
+    def bind(self, run, run_dir, device, runs=None) -> None:
         if self.cfg.generator is not None:  # checked before the baseline sub-runs train, not after them
             path = Path(self.cfg.generator).expanduser()
             require(path.is_file(), "method.generator", self.cfg.generator,
@@ -127,7 +127,7 @@ class GanDebias(Method):
                     f"where it came from (your own `fairrun gan train` run, an export you made), add "
                     f"method.trust_generator=true; otherwise leave method.generator=null to train fairrun's "
                     f"built-in GAN.")
-        self.run, self.device = run, device
+        self.run, self.device, self.runs = run, device, runs
         self.stage_dir = Path(run_dir) / STAGE_DIR
         key = stage_key(run, self.cfg)
         marker = self.stage_dir / "stage_key.txt"
@@ -140,9 +140,6 @@ class GanDebias(Method):
     # -- stage 1: baseline classifiers -------------------------------------------------------
     def baseline(self, role: str):
         """(run dir, model, method, threshold, class names) of the target or protected classifier."""
-        from fairrun.config import load_run_config
-        from fairrun.train import run_training
-
         given = self.cfg.target_run if role == "target" else self.cfg.protected_run
         if given is not None:
             run_dir = Path(given)
@@ -153,9 +150,8 @@ class GanDebias(Method):
             run_dir = self.stage_dir / f"{role}_clf"
             if not (run_dir / rundir.DONE).is_file():
                 log.info("gan_debias stage 1: training the %s classifier (ERM) into %s", role, run_dir)
-            run_training(self.sub_run_config(role), run_dir)
-        cfg = load_run_config(run_dir / rundir.RUN_CONFIG)
-        return (run_dir, *load_classifier(run_dir, cfg, self.device))
+            self.runs.train(self.sub_run_config(role), run_dir)
+        return (run_dir, *binary_classifier(self.runs.load(run_dir)))
 
     def sub_run_config(self, role: str):
         """The baseline's run config: this run's data, model and trainer with ERM and F1 thresholds. The
@@ -318,22 +314,15 @@ def with_generated(train: LabeledSplit, images: torch.Tensor, y: torch.Tensor, g
                         class_names=list(train.class_names), weights=weights)
 
 
-def load_classifier(run_dir: Path, cfg, device):
-    """(model, method, threshold, class names) of a finished run's best checkpoint."""
-    from fairrun.methods import build_method
-    from fairrun.models import build_model
-
-    best = rundir.load_checkpoint(run_dir / rundir.BEST)
-    classes, shape = best["class_names"], best["image_shape"]
+def binary_classifier(trained) -> tuple:
+    """(model, method, threshold, class names) of a finished run (:class:`fairrun.trained.TrainedRun`), which
+    must classify two classes."""
+    classes = trained.class_names
     if len(classes) != 2:
-        raise FairrunError(f"{run_dir} classifies {len(classes)} classes ({classes}); gan_debias needs binary "
-                           f"target and protected classifiers.")
-    method = build_method(cfg.method, num_classes=len(classes), num_groups=len(best["group_names"]))
-    model = method.adapt_model(build_model(cfg.model, shape[0], shape[-1], len(classes)))
-    model.load_state_dict(best["model"])
-    method.load_state_dict(best["method"])
-    threshold = best.get("threshold")
-    return model.to(device).eval(), method, 0.5 if threshold is None else float(threshold), list(classes)
+        raise FairrunError(f"{trained.run_dir} classifies {len(classes)} classes ({classes}); gan_debias needs "
+                           f"binary target and protected classifiers.")
+    threshold = trained.threshold
+    return trained.model, trained.method, 0.5 if threshold is None else float(threshold), classes
 
 
 def score(model, method, images: torch.Tensor, device, batch_size: int) -> np.ndarray:

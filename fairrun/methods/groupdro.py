@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairrun.config import require, require_choice
+from fairrun.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.errors import ConfigError
 from fairrun.methods.gan_debias import GanDebias, match_names, materialized, score, with_generated

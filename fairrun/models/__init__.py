@@ -4,6 +4,6 @@ The head's input is the model's "latent" representation, which later methods (fa
 adversarial debiasing, GAN de-biasing) read through :meth:`Classifier.features`.
 """
 from fairrun.models.classifier import Classifier
-from fairrun.models.registry import MODEL_SCHEMAS, build_model
+from fairrun.models.registry import MODELS, ModelBuilder, build_model
 
-__all__ = ["Classifier", "MODEL_SCHEMAS", "build_model"]
+__all__ = ["Classifier", "MODELS", "ModelBuilder", "build_model"]

@@ -1,4 +1,4 @@
-"""Model registry: YAML name -> (config dataclass, builder).
+"""Model registry: YAML name -> model entry (config dataclass + builder), open to a user's own models.
 
 Every architecture is built for a given input (channels, image size) and number of classes.
 """
@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, ClassVar, List
 
 import torch
 from torch import nn
 
-from fairrun.config import require
-from fairrun.errors import FairrunError
+from fairrun.errors import ConfigError, FairrunError
 from fairrun.models.classifier import Classifier
+from fairrun.registry import Registry
+from fairrun.validation import require
 
 
 @dataclass
@@ -125,25 +126,54 @@ def _resnet(cfg: ResNetConfig, channels: int, size: int, num_classes: int) -> Cl
     return Classifier(net, latent_dim, num_classes)
 
 
-_BUILDERS: dict[str, Callable[..., Classifier]] = {
-    "logreg": _logreg,
-    "mlp": _mlp,
-    "cnn": _cnn,
-    "resnet18": _resnet,
-    "resnet34": _resnet,
-    "resnet50": _resnet,
-}
+class ModelBuilder:
+    """A model entry: ``name`` (the YAML name), ``Config`` (its dataclass schema) and :meth:`build`.
 
-MODEL_SCHEMAS: dict[str, type] = {
-    "logreg": LogRegConfig,
-    "mlp": MLPConfig,
-    "cnn": CNNConfig,
-    "resnet18": ResNetConfig,
-    "resnet34": ResNetConfig,
-    "resnet50": ResNetConfig,
-}
+    A user's model subclasses this in the user's own module and is selected by ``_target_`` in a YAML of
+    the user's config dir (docs/extending.md); the built-in ones below are registered the same way.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    @staticmethod
+    def build(cfg, channels: int, image_size: int, num_classes: int) -> Classifier:
+        """The classifier for (channels, image_size) inputs: a backbone and a linear head
+        (:class:`~fairrun.models.classifier.Classifier`)."""
+        raise NotImplementedError
+
+
+def _check(entry) -> str | None:
+    if not callable(getattr(entry, "build", None)):
+        return f"{entry!r} has no build(cfg, channels, image_size, num_classes) returning a fairrun Classifier"
+    return None
+
+
+MODELS = Registry(
+    "model",
+    "A model is a subclass of fairrun.ModelBuilder with name = \"mine\", Config = a dataclass holding a field "
+    "name: str = \"mine\", and a static build(cfg, channels, image_size, num_classes) returning a "
+    "fairrun.Classifier (docs/extending.md).",
+    _check,
+)
+
+
+def _builtin(name: str, config: type, build: Callable[..., Classifier]) -> type:
+    return MODELS.register(type(name, (ModelBuilder,), {"name": name, "Config": config,
+                                                         "build": staticmethod(build), "__module__": __name__}))
+
+
+for _name, _config, _build in (("logreg", LogRegConfig, _logreg), ("mlp", MLPConfig, _mlp),
+                               ("cnn", CNNConfig, _cnn), ("resnet18", ResNetConfig, _resnet),
+                               ("resnet34", ResNetConfig, _resnet), ("resnet50", ResNetConfig, _resnet)):
+    _builtin(_name, _config, _build)
 
 
 def build_model(cfg, channels: int, image_size: int, num_classes: int) -> Classifier:
     """Build the classifier named by ``cfg.name`` for (channels, image_size) inputs."""
-    return _BUILDERS[cfg.name](cfg, channels, image_size, num_classes)
+    model = MODELS[cfg.name].build(cfg, channels, image_size, num_classes)
+    if not isinstance(model, Classifier):
+        raise ConfigError(f"model={cfg.name}: build() returned a {type(model).__name__}, not a fairrun Classifier "
+                          f"(a backbone giving the latent vector and a linear head: "
+                          f"fairrun.Classifier(backbone, latent_dim, num_classes)).")
+    return model

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
-from fairrun.cli import _paragraph
-from fairrun.errors import FairrunError
+from fairrun.errors import FairrunError, paragraph
 from fairrun.report import noise, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
 from fairrun.report.table import (
@@ -107,7 +105,7 @@ def report_main(argv: list[str]) -> int:
         run_report(args.paths, metrics=args.metrics, by=args.by, split=args.split, out=args.out,
                    baseline=args.baseline, run=args.run, gap=args.gap)
     except FairrunError as err:
-        _echo(_paragraph(f"fairrun report: error: {err}"), file=sys.stderr)
+        _echo(paragraph(f"fairrun report: error: {err}"), file=sys.stderr)
         return 2
     return 0
 

@@ -1,0 +1,97 @@
+"""The run's own sections: ``trainer``, ``gpu`` and ``imbalance`` (schemas, defaults and value checks).
+
+Dataset, model and method sections belong to their registries; :mod:`fairrun.config` assembles all of them
+into a RunConfig.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from fairrun.validation import require, require_choice
+
+AMP_MODES = ("off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+DATA_ON_DEVICE = ("auto", "true", "false")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("none", "step", "cosine")
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation settings (``trainer.*``)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    gamma: float = 0.9
+    eval_every: int = 1
+
+
+@dataclass
+class GpuConfig:
+    """Device settings (``gpu.*``); AMP and channels_last apply on CUDA only."""
+
+    device: str = "auto"
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0  # image-decoding processes when a dataset cache is built (0 = one per core)
+    data_on_device: str = "auto"  # keep the training images on the GPU: auto (if they fit) | true | false
+
+
+@dataclass
+class ImbalanceConfig:
+    """Training-set imbalance (``imbalance.*``): ``ratio`` is the majority group's share (null = as is)."""
+
+    ratio: Optional[float] = None
+    majority: Optional[str] = None
+    size: Optional[int] = None
+    balance_target: bool = False  # keep the target classes equally frequent inside every group
+
+
+def validate_trainer(t: TrainerConfig) -> None:
+    require(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
+    require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
+    require(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "an integer >= 1")
+    require(math.isfinite(t.lr) and t.lr > 0, "trainer.lr", t.lr, "a finite number > 0, e.g. 0.001")
+    require(math.isfinite(t.weight_decay) and t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay,
+            "a finite number >= 0, e.g. 0 or 1e-4")
+    require(0 <= t.momentum < 1, "trainer.momentum", t.momentum, "a number in [0, 1)")
+    require(0 < t.gamma <= 1, "trainer.gamma", t.gamma, "a number in (0, 1]")
+    require(t.eval_every >= 1, "trainer.eval_every", t.eval_every, "an integer >= 1")
+    require_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    require_choice("trainer.scheduler", t.scheduler, SCHEDULERS)
+
+
+def validate_gpu(g: GpuConfig) -> None:
+    require_choice("gpu.device", g.device, DEVICES)
+    require_choice("gpu.amp", g.amp, AMP_MODES)
+    require(g.num_workers >= 0, "gpu.num_workers", g.num_workers, "an integer >= 0 (0 = one per core)")
+    require_choice("gpu.data_on_device", g.data_on_device, DATA_ON_DEVICE)
+
+
+def validate_imbalance(i: ImbalanceConfig) -> None:
+    if i.ratio is not None:
+        require(0 < i.ratio <= 1, "imbalance.ratio", i.ratio,
+                "null (data as is) or a number in (0, 1]: the majority group's share of the training set")
+    if i.size is not None:
+        require(i.size >= 1, "imbalance.size", i.size, "null (largest achievable) or an integer >= 1")
+
+
+def normalise_amp(node: DictConfig) -> None:
+    """YAML 1.1 reads a bare ``off`` as False: accept it as the string 'off' (and true/false as strings)."""
+    amp = node.get("amp", "off") if node is not None else "off"
+    if amp is False or amp is None:
+        node.amp = "off"
+    on_device = node.get("data_on_device", "auto") if node is not None else "auto"
+    if isinstance(on_device, bool):  # YAML true/false for a three-way auto|true|false key
+        node.data_on_device = str(on_device).lower()
