@@ -14,7 +14,8 @@ from tests.conftest import TINY_CNN, run_fairrun
 from tests.fixtures_fairface import make_fairface
 from tests.fixtures_imdb_wiki import make_imdb_clean_sheet
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the README and the pages it links to
 FAST = ["dataset.image_size=16", "trainer.epochs=1", "trainer.batch_size=32", "gpu=cpu", "eval.bootstrap=0",
         *TINY_CNN]
 # The FairFace notebook's cleaned IMDB sheet names ethnicities in its own words; README maps them.
@@ -22,13 +23,15 @@ NOTEBOOK_WORDS = {"Asian": "asian", "Black": "african", "Indian": "indian", "Whi
 
 
 def readme_command(start: str) -> list[str]:
-    """The README's bash command that starts with ``start`` (continuation lines joined), split as a shell."""
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            if line.startswith(start):
-                return shlex.split(line)
-    raise AssertionError(f"README.md has no bash command starting with {start!r}")
+    """The documented bash command (README.md or docs/*.md) that starts with ``start`` (continuation lines
+    joined), split as a shell."""
+    for page in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            for line in joined.splitlines():
+                if line.strip().startswith(start):
+                    return shlex.split(line)
+    raise AssertionError(f"README.md and docs/*.md have no bash command starting with {start!r}")
 
 
 @pytest.fixture
