@@ -371,7 +371,7 @@ class Trainer:
             log.warning("validation accuracy never left chance: best %.4f against %.4f for always predicting the "
                         "most frequent class. This model has learned nothing, and its fairness gaps are those "
                         "of a constant predictor, not evidence. Train longer, or change trainer.lr / "
-                        "trainer.optimizer / trainer.batch_size (private methods: see the README's recipes).",
+                        "trainer.optimizer / trainer.batch_size (private methods: see docs/privacy.md, 'Defaults that learn').",
                         self.state.best_val_acc, majority)
 
     def finish(self, writer: SummaryWriter) -> pd.DataFrame:

@@ -90,7 +90,7 @@ def _checks() -> dict:
         "vae_enrichment": lambda seed: test_vae.measure_enrichment(seed, vae_dir),
         "synthetic_rarity": test_synthetic.measure_rarity,
         # not asserted by any test (no robust effect; see test_adversarial.py, test_domain_independent.py),
-        # measured for README's table
+        # measured for docs/methods.md's table
         "adversarial_rare": _runs(ADVERSARIAL),
         "adversarial_spurious": _runs(ADVERSARIAL_SPURIOUS, spurious),
         "domain_independent_spurious": _runs(["method=domain_independent"], spurious),

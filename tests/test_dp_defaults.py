@@ -1,7 +1,7 @@
 """The private methods' shipped defaults learn: `fairrun train method=dpsgd` and `method=dp_fedavg`, with
 nothing else set, clearly beat chance on the built-in data at ε <= 10.
 
-Measured (README, Private training; test split, seeds 0-2, 2 threads): dpsgd 0.879 / 0.878 / 0.864 at
+Measured (docs/privacy.md, 'Defaults that learn'; test split, seeds 0-2, 2 threads): dpsgd 0.879 / 0.878 / 0.864 at
 ε = 9.67; dp_fedavg 0.795 / 0.697 / 0.800 at ε = 9.43 (δ = 1e-4). Chance (the majority-class rate) is
 0.5 and one standard error of a test accuracy on 2,000 images is about 0.01, so the thresholds below leave
 a margin of 11 (dpsgd: 0.864 against 0.75) and 5 (dp_fedavg: 0.697 against 0.65) standard errors below the
@@ -30,7 +30,7 @@ def train_with_defaults(method: str, run_dir):
 ])
 def test_private_defaults_beat_chance_at_a_moderate_epsilon(tmp_path, method, floor, worst_floor, recipe):
     cfg, results = train_with_defaults(method, tmp_path / "run")
-    for key, value in recipe.items():  # the recipe the README documents is the one that ran
+    for key, value in recipe.items():  # the recipe docs/privacy.md documents is the one that ran
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == value, key
     test = results.loc["test"]

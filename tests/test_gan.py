@@ -131,7 +131,7 @@ def test_external_generator_without_metadata(tmp_path):
 
 
 def test_generator_file_errors(tmp_path):
-    with pytest.raises(FairrunError, match="does not exist.*TorchScript.*README section 'Generators'"):
+    with pytest.raises(FairrunError, match="does not exist.*TorchScript.*docs/generative.md, section 'Generators'"):
         load_generator(tmp_path / "missing.pt", latent_dim=5, image_size=8)
     torch.save(Toy().state_dict(), tmp_path / "weights.pt")
     with pytest.raises(FairrunError, match="is not a TorchScript file.*state_dict"):

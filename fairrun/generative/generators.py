@@ -70,7 +70,7 @@ from fairrun.errors import FairrunError
 log = logging.getLogger("fairrun")
 
 METADATA = "fairrun.json"
-README_HINT = ("See the README section 'Generators' for how to export a generator (wrap it so that "
+README_HINT = ("See docs/generative.md, section 'Generators', for how to export a generator (wrap it so that "
                "forward(z) returns images in [-1, 1], then torch.jit.trace and torch.jit.save it); "
                "fairrun never downloads one.")
 PROBE_BATCH = 2
