@@ -297,7 +297,10 @@ class DPSGD(Method):
             done += physical_count(len(probe.draw(first_logical)), physical)
             first_logical += 1
         sampler = RecordingSampler(self.logical_sampler(plan, epoch, first_logical), physical)
-        loader = DataLoader(range(len(plan.train)), batch_sampler=sampler, collate_fn=index_tensor)
+        # a generator of its own: a DataLoader iterator otherwise draws its base seed from the global RNG, one
+        # draw more in a resumed epoch than in an uninterrupted one, which shifts every later dropout mask
+        loader = DataLoader(range(len(plan.train)), batch_sampler=sampler, collate_fn=index_tensor,
+                            generator=torch.Generator().manual_seed(0))
         from opacus.utils.batch_memory_manager import BatchMemoryManager
         manager = (BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical, optimizer=self.optimizer)
                    if physical is not None else nullcontext(loader))

@@ -166,9 +166,10 @@ class GanDebias(Method):
         if role == "protected":
             dataset = dataclasses.replace(dataset, target=run.dataset.protected, protected=run.dataset.target)
             imbalance = dataclasses.replace(imbalance, ratio=None, size=None, balance_target=False, majority=None)
+        targets = {section: target for section, target in run.targets.items() if section != "method"}
         return dataclasses.replace(run, dataset=dataset, imbalance=imbalance, method=ERMConfig(),
                                    eval=EvalConfig(threshold="f1"), postprocess=PostprocessConfig(),
-                                   eval_datasets=[], resume=True)
+                                   eval_datasets=[], resume=True, targets=targets)
 
     # -- stage 2: generator and latents --------------------------------------------------------
     def generator(self, train: LabeledSplit):
