@@ -4,6 +4,7 @@ repository, selected by ``_target_`` in YAML files of the user's config dir, run
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,108 +17,24 @@ from fairrun import rundir
 
 REPO = Path(__file__).resolve().parents[1]
 
-FOCAL = '''
-from dataclasses import dataclass
-
-import torch.nn.functional as F
-
-from fairrun import Method
+DOCS = REPO / "docs" / "extending.md"
 
 
-@dataclass
-class FocalConfig:
-    name: str = "focal"
-    gamma: float = 2.0
+def documented_files() -> dict[str, str]:
+    """The complete examples of docs/extending.md: every code block whose first line names its file
+    (``# mypkg/focal.py``, ``# myconf/method/focal.yaml``), so the documented code is the tested code."""
+    files = {}
+    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", DOCS.read_text(), re.S):
+        first, _, body = block.partition("\n")
+        named = re.fullmatch(r"# (mypkg/\w+\.py|myconf/\w+/\w+\.yaml)(?:,.*)?", first.strip())
+        if named:
+            files[named.group(1)] = body if named.group(1).endswith(".yaml") else block
+    return files
 
 
-class Focal(Method):
-    """Focal loss (Lin et al., ICCV 2017)."""
-    name = "focal"
-    Config = FocalConfig
-
-    def per_sample_loss(self, outputs, batch):
-        ce = F.cross_entropy(outputs.logits.float(), batch.y, reduction="none")
-        return (1 - (-ce).exp()) ** self.cfg.gamma * ce
-'''
-
-TINY = '''
-from dataclasses import dataclass
-
-from torch import nn
-
-from fairrun import Classifier, ModelBuilder
-
-
-@dataclass
-class TinyConfig:
-    name: str = "tiny"
-    hidden: int = 16
-
-
-class Tiny(ModelBuilder):
-    name = "tiny"
-    Config = TinyConfig
-
-    @staticmethod
-    def build(cfg, channels, image_size, num_classes):
-        backbone = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size * image_size, cfg.hidden), nn.ReLU())
-        return Classifier(backbone, cfg.hidden, num_classes)
-'''
-
-STRIPES = '''
-from dataclasses import dataclass
-from typing import Optional
-
-import numpy as np
-import pandas as pd
-import torch
-
-from fairrun import Dataset, SplitData
-
-
-@dataclass
-class StripesConfig:
-    name: str = "stripes"
-    target: str = "striped"
-    protected: str = "tint"
-    image_size: int = 12
-    n: int = 400
-    seed: int = 0
-    root: Optional[str] = None
-
-
-def _split(cfg, n, seed):
-    rng = np.random.default_rng(seed)
-    striped = rng.integers(0, 2, n)
-    tint = (rng.random(n) < 0.3).astype(np.int64)
-    images = rng.integers(0, 100, (n, 3, cfg.image_size, cfg.image_size))
-    images[striped == 1, :, ::2, :] += 120          # horizontal stripes: the target
-    images[:, 0] += 30 * tint[:, None, None]        # a red tint: the protected attribute
-    frame = pd.DataFrame({"striped": striped.astype(np.int64), "tint": tint})
-    return SplitData(torch.from_numpy(images.clip(0, 255).astype(np.uint8)), frame,
-                     {"striped": ["plain", "striped"], "tint": ["grey", "red"]})
-
-
-class Stripes(Dataset):
-    name = "stripes"
-    Config = StripesConfig
-
-    @staticmethod
-    def read(cfg, workers=0):
-        return {name: _split(cfg, cfg.n, cfg.seed * 10 + i) for i, name in enumerate(("train", "val", "test"))}
-
-    @staticmethod
-    def validate(cfg):
-        if cfg.n < 50:
-            raise ValueError(f"dataset.n={cfg.n!r} is invalid; it must be an integer >= 50.")
-'''
-
-YAMLS = {
-    "method/focal.yaml": "_target_: mypkg.focal.Focal\nname: focal\ngamma: 2.0\n",
-    "model/tiny.yaml": "_target_: mypkg.tiny.Tiny\nname: tiny\nhidden: 16\n",
-    "dataset/stripes.yaml": "_target_: mypkg.stripes.Stripes\nname: stripes\ntarget: striped\nprotected: tint\n",
-    "method/broken.yaml": "_target_: mypkg.nowhere.Missing\nname: broken\n",
-    "method/clash.yaml": "_target_: mypkg.clash.Clash\nname: erm\n",
+MISTAKES = {  # YAMLs of the mistake tests, beside the documented ones
+    "myconf/method/broken.yaml": "_target_: mypkg.nowhere.Missing\nname: broken\n",
+    "myconf/method/clash.yaml": "_target_: mypkg.clash.Clash\nname: erm\n",
 }
 SHORT = ["trainer.epochs=2", "trainer.batch_size=64", "gpu=cpu", "eval.bootstrap=50"]
 
@@ -126,15 +43,15 @@ SHORT = ["trainer.epochs=2", "trainer.batch_size=64", "gpu=cpu", "eval.bootstrap
 def user(tmp_path_factory):
     """A throwaway package (mypkg) and config dir (myconf) outside the repository; returns the folder."""
     root = tmp_path_factory.mktemp("user")
-    (root / "mypkg").mkdir()
-    (root / "mypkg" / "__init__.py").write_text("")
-    for name, code in (("focal", FOCAL), ("tiny", TINY), ("stripes", STRIPES)):
-        (root / "mypkg" / f"{name}.py").write_text(textwrap.dedent(code))
-    (root / "mypkg" / "clash.py").write_text(textwrap.dedent(FOCAL).replace('"focal"', '"erm"').replace(
-        "class Focal(Method)", "class Clash(Method)"))
-    for name, text in YAMLS.items():
-        (root / "myconf" / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / "myconf" / name).write_text(text)
+    files = documented_files()
+    assert {"mypkg/focal.py", "mypkg/tiny.py", "mypkg/stripes.py", "myconf/method/focal.yaml",
+            "myconf/model/tiny.yaml", "myconf/dataset/stripes.yaml"} <= set(files), sorted(files)
+    files["mypkg/__init__.py"] = ""
+    files["mypkg/clash.py"] = files["mypkg/focal.py"].replace('"focal"', '"erm"').replace(
+        "class Focal(Method)", "class Clash(Method)")
+    for name, text in {**files, **MISTAKES}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
     return root
 
 
@@ -186,8 +103,8 @@ def test_a_users_method_sweeps_beside_built_in_ones_and_reports(user):
     (["method=focal", "method.gama=1"], ["unknown key 'method.gama'", "method=focal", "gamma"]),
     (["method=broken"], ["mypkg.nowhere.Missing", "mypkg.nowhere", "PYTHONPATH"]),
     (["method=clash"], ["erm", "already the built-in method", "another name"]),
-    (["dataset=stripes", "dataset.n=10"], ["does not list the key 'n'", "StripesConfig", "+dataset.n=10"]),
-    (["dataset=stripes", "+dataset.n=10"], ["dataset.n=10", ">= 50"]),
+    (["dataset=stripes", "dataset.seed=3"], ["does not list the key 'seed'", "StripesConfig", "+dataset.seed=3"]),
+    (["dataset=stripes", "dataset.n=10"], ["dataset.n=10", ">= 50"]),
     (["model=tiny", "model.hidden=oops"], ["model.hidden", "oops"]),
 ])
 def test_mistakes_with_a_users_entries_are_one_paragraph(user, tmp_path, args, words):
