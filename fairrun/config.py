@@ -8,8 +8,6 @@ raised as a :class:`~fairrun.errors.ConfigError` naming the key, the value and w
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from fairrun.decision import EvalConfig, PostprocessConfig
 from fairrun.methods import METHODS
 from fairrun.models import MODELS
 from fairrun.errors import ConfigError
+from fairrun.fingerprint import fingerprint
 from fairrun.sections import (GpuConfig, ImbalanceConfig, TrainerConfig, normalise_amp, validate_gpu,
                               validate_imbalance, validate_trainer)
 from fairrun.validation import require, typed_section
@@ -65,8 +64,7 @@ class RunConfig:
         relevant.pop("eval_datasets")  # extra evaluations do not change the trained model
         relevant["gpu"].pop("num_workers")
         relevant["gpu"].pop("data_on_device")
-        blob = json.dumps(relevant, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return fingerprint(relevant)
 
 
 def validate_run_config(cfg: DictConfig) -> RunConfig:

@@ -77,8 +77,7 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
 
 
 def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None) -> pd.DataFrame:
-    config_path, best_path = run_dir / rundir.RUN_CONFIG, run_dir / rundir.BEST
-    cfg = load_run_config(config_path)
+    cfg = load_run_config(run_dir / rundir.RUN_CONFIG)
     gpu = typed_section("gpu", GpuConfig, eval_cfg.gpu)
     device = resolve_device(gpu)
     best = read_best(run_dir)

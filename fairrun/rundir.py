@@ -26,7 +26,6 @@ file that only replaces the old one once it is complete.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import logging
@@ -43,6 +42,7 @@ import pandas as pd
 import torch
 
 from fairrun.errors import FairrunError
+from fairrun.fingerprint import fingerprint
 
 log = logging.getLogger("fairrun")
 
@@ -95,7 +95,7 @@ def checksum_path(path: Path) -> Path:
 
 
 def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return fingerprint(data, length=None)
 
 
 def _run_dir_of(path: Path) -> Path:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fairrun"
 LAYERS = [
     # 0: bottom: errors and their formatter, validation helpers, run directories, devices, plain sections
     {"errors", "validation", "resolvers", "registry", "devices", "rundir", "rundir_lock", "sections",
-     "decision"},
+     "decision", "fingerprint"},
     # 1: measuring and reading data
     {"metrics", "data"},
     # 2: models, predictions, cross-dataset evaluation, data reports, the cache command, DP helpers

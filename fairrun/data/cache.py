@@ -24,7 +24,6 @@ interrupted build leaves no half-written entry and concurrent jobs of a sweep do
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -45,6 +44,7 @@ from tqdm import tqdm
 from fairrun.data.decode import CHUNK, Preprocessing, available_cores, decode_task
 from fairrun.data.table import ImageTable
 from fairrun.errors import FairrunError
+from fairrun.fingerprint import file_sha256, fingerprint
 
 log = logging.getLogger("fairrun")
 
@@ -57,15 +57,6 @@ class CacheDamaged(FairrunError):
     """A cache entry whose files do not match the checksums recorded when it was built."""
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 16 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_root() -> Path:
     """Where decoded datasets are kept: ``$FAIRRUN_CACHE``, else ``~/.cache/fairrun``."""
     return Path(os.environ.get("FAIRRUN_CACHE") or Path.home() / ".cache" / "fairrun").expanduser()
@@ -73,12 +64,9 @@ def cache_root() -> Path:
 
 def cache_key(name: str, table: ImageTable, prep: Preprocessing) -> str:
     """Hash of everything that changes the decoded pixels or their order."""
-    digest = hashlib.sha256()
     header = {"version": CACHE_VERSION, "dataset": name, "source": table.source, "root": str(table.root),
               "size": prep.size, "crop": prep.crop, "crop_size": prep.crop_size if prep.crop == "center" else None}
-    digest.update(json.dumps(header, sort_keys=True).encode())
-    digest.update("\n".join(table.paths).encode())
-    return digest.hexdigest()[:16]
+    return fingerprint(header, "\n".join(table.paths))
 
 
 def cache_dir(name: str, table: ImageTable, prep: Preprocessing) -> Path:

@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import time
@@ -64,6 +62,7 @@ from torch import nn
 
 from fairrun import rundir
 from fairrun.errors import ConfigError
+from fairrun.fingerprint import fingerprint as content_fingerprint
 from fairrun.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import random_flip, to_float
@@ -253,19 +252,16 @@ def data_summary(split: LabeledSplit) -> dict:
     """Size, shape and a content digest of the training images (part of the fingerprint)."""
     n = len(split)
     rows = torch.linspace(0, n - 1, min(n, 2048)).round().long()
-    digest = hashlib.sha256()
-    digest.update(split.images[rows.to(split.images.device)].cpu().contiguous().numpy().tobytes())
-    digest.update(split.y.cpu().numpy().tobytes())
-    digest.update(split.g.cpu().numpy().tobytes())
-    return {"n": n, "shape": [int(s) for s in split.images.shape[1:]], "digest": digest.hexdigest()[:16]}
+    digest = content_fingerprint(split.images[rows.to(split.images.device)].cpu().contiguous().numpy().tobytes(),
+                                 split.y.cpu().numpy().tobytes(), split.g.cpu().numpy().tobytes())
+    return {"n": n, "shape": [int(s) for s in split.images.shape[1:]], "digest": digest}
 
 
 def fingerprint(cfg: GanConfig, data: dict) -> str:
     """A hash of what determines the trained weights: the config (not epochs) and the training data."""
     relevant = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_FINGERPRINTED}
     relevant["image_size"] = data["shape"][-1]
-    blob = json.dumps({"gan": relevant, "data": data}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_fingerprint({"gan": relevant, "data": data})
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

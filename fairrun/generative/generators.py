@@ -51,7 +51,6 @@ ops get in the way) and ``latent_dim = G.z_dim``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -66,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairrun.errors import FairrunError
+from fairrun.fingerprint import file_sha256
 
 log = logging.getLogger("fairrun")
 
@@ -144,15 +144,6 @@ def read_metadata(path: Union[str, Path]) -> Optional[dict]:
     except FairrunError:
         return None
     return meta
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    """SHA-256 of a file (shown to the user before a generator's code is run, so they can check it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_module(path: Path, device, keys: str = "gan") -> tuple[torch.jit.ScriptModule, Optional[dict]]:

@@ -35,8 +35,6 @@ fingerprint covers the ``vae`` keys except ``epochs`` (so ``vae.epochs`` can be 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import shutil
@@ -53,6 +51,7 @@ from fairrun.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory, to_float, train_batches
 from fairrun.errors import ConfigError, FairrunError
+from fairrun.fingerprint import fingerprint as content_fingerprint
 
 log = logging.getLogger("fairrun")
 
@@ -179,10 +178,7 @@ class VaeConfig:
 
 def labels_digest(split: LabeledSplit) -> str:
     """A short hash of a split's labels and groups (identifies the training rows cheaply)."""
-    h = hashlib.sha256()
-    h.update(split.y.cpu().numpy().tobytes())
-    h.update(split.g.cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return content_fingerprint(split.y.cpu().numpy().tobytes(), split.g.cpu().numpy().tobytes())
 
 
 def fingerprint(cfg: VaeConfig, split: LabeledSplit, data: Optional[dict]) -> str:
@@ -191,7 +187,7 @@ def fingerprint(cfg: VaeConfig, split: LabeledSplit, data: Optional[dict]) -> st
     relevant.pop("epochs")
     relevant.update(image_shape=list(split.images.shape[1:]), n=len(split), labels=labels_digest(split),
                     class_names=list(split.class_names), group_names=list(split.group_names), data=data)
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_fingerprint(relevant)
 
 
 # -- training --------------------------------------------------------------------------------------

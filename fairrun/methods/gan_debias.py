@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -19,6 +18,7 @@ from fairrun.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory
 from fairrun.errors import ConfigError, FairrunError
+from fairrun.fingerprint import fingerprint
 from fairrun.methods.base import Method
 from fairrun.methods.registry import register
 
@@ -74,7 +74,7 @@ def stage_key(run, cfg: GanDebiasConfig) -> str:
                 "imbalance": dataclasses.asdict(run.imbalance), "trainer": dataclasses.asdict(run.trainer),
                 "seed": run.seed, "method": {k: v for k, v in dataclasses.asdict(cfg).items()
                                              if k not in ("synthetic_weight", "fake_only", "grid_pairs", "trust_generator")}}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(relevant)
 
 
 @register
