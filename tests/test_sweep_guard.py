@@ -1,4 +1,4 @@
-"""Sweep directories (fairrun/sweep.py): one sweep at a time, no other sweep into a directory that holds one,
+"""Sweep directories (fairrun/sweep/summary.py): one sweep at a time, no other sweep into a directory that holds one,
 a summary that counts a job finished only when its results read back, and local_parallel workers that stop
 when their launcher is killed."""
 import os
