@@ -9,18 +9,16 @@ import logging
 import os
 import sys
 import textwrap
-from contextlib import contextmanager
-from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
 
 import fairrun.resolvers  # noqa: F401  (every resolver of fairrun's YAML, registered before Hydra composes)
 import fairrun.sweep  # noqa: F401  (registers the sweep's resolvers at start-up: see fairrun.resolvers)
-from fairrun.errors import FairrunError, SweepFailed, paragraph
+from fairrun.commands.common import task_started
+from fairrun.commands.data import data_app, prepare_app
+from fairrun.commands.evaluate import eval_app
+from fairrun.commands.generative import gan_train_app, vae_minority_app, vae_train_app
+from fairrun.commands.train import train_app
+from fairrun.errors import SweepFailed, paragraph
 
 log = logging.getLogger("fairrun")
 
@@ -73,190 +71,9 @@ examples:
   fairrun vae train dataset=synthetic && fairrun vae minority run_dir=outputs/vae/DATE/TIME fraction=0.05
 """
 
-_task_started = False
-
 # each subcommand's Hydra config (conf/<name>.yaml)
 CONFIG_NAMES = {"train": "train", "eval": "eval", "prepare": "prepare", "data": "data", "gan train": "gan",
                 "vae train": "vae", "vae minority": "vae_minority"}
-
-
-
-
-def report_user_error(err: Exception, run_dir: Path | None = None) -> None:
-    """Print a user mistake as one paragraph (no traceback) and record it in the run dir."""
-    text = paragraph(f"fairrun: error: {err}")
-    print(text, file=sys.stderr)
-    # a refusal to write into a run directory (in use, another run's) is not that directory's error
-    if run_dir is not None and Path(run_dir).is_dir() and getattr(err, "record_in_run_dir", True):
-        try:
-            (Path(run_dir) / "error.txt").write_text(text + "\n")
-        except OSError as write_err:  # a full disk or read-only dir: the message above is what counts
-            print(f"fairrun: (could not also record it in {Path(run_dir) / 'error.txt'}: "
-                  f"{write_err.strerror or write_err})", file=sys.stderr)
-
-
-@contextmanager
-def user_errors(run_dir: Path | None = None):
-    """Turn FairrunError into exit code 2 and Ctrl-C / SIGTERM into exit code 130 / 143, each with a clear
-    message."""
-    from fairrun.errors import Interrupted
-
-    global _task_started
-    _task_started = True
-    try:
-        yield
-    except FairrunError as err:
-        report_user_error(err, run_dir)
-        sys.exit(2)
-    except Interrupted as err:
-        print(paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
-                         f"with hydra.run.dir={run_dir}) to resume."), file=sys.stderr)
-        sys.exit(err.exit_code)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="train")
-def train_app(cfg: DictConfig) -> None:
-    """`fairrun train`: validate the composed config, then train and evaluate.
-
-    In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
-    a single run exits with code 2 on a user error, 130 on Ctrl-C and 143 on SIGTERM.
-
-    The run directory's lock (:mod:`fairrun.rundir_lock`) is held before anything is written there (error.txt
-    included) and released on every way out; a directory in use is refused (exit code 2; in a multirun, that
-    job) and left untouched.
-    """
-    from fairrun.rundir_lock import DirBusy, hold, run_dir_cure
-    from fairrun.sweep import run_sweep_job
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        global _task_started
-        _task_started = True
-        try:
-            with hold(run_dir, "run", run_dir_cure(run_dir)):
-                run_sweep_job(lambda: train_into(cfg, run_dir), run_dir, hydra_cfg.job.num,
-                              Path(hydra_cfg.sweep.dir))
-        except DirBusy as err:  # not logged: the job's log file is the other process' train.log
-            print(paragraph(f"fairrun: error: job {hydra_cfg.job.num} not run: {err}"), file=sys.stderr)
-        return
-    with user_errors():  # a directory in use: nothing is written there
-        with hold(run_dir, "run", run_dir_cure(run_dir)), user_errors(run_dir):
-            params = hydra_cfg.sweeper.get("params") or {}
-            if params:
-                raise FairrunError(f"The sweep preset sets hydra.sweeper.params ({', '.join(params)}), "
-                                   f"which only a multirun uses: add -m (fairrun train -m ...) to launch the "
-                                   f"sweep, or leave the +sweep=... preset out for a single run.")
-            train_into(cfg, run_dir)
-
-
-def train_into(cfg: DictConfig, run_dir: Path):
-    """Validate ``cfg`` and train into ``run_dir`` (whose lock the caller holds).
-
-    ``hydra.output_subdir`` is null in conf/train.yaml, so Hydra writes nothing into the run directory: its
-    ``.hydra/`` files are written here once :func:`~fairrun.train.run_training` accepts the config (not into a
-    run of another configuration, nor into a finished run). A failure before that, in a directory that already
-    holds a run, is not recorded there (error.txt) either: the message goes to the terminal only.
-    """
-    from fairrun.config import validate_run_config
-    from fairrun.rundir_lock import holds_a_run
-    from fairrun.train import run_training
-
-    accepted, had_run = [], holds_a_run(run_dir)
-
-    def accept() -> None:
-        accepted.append(True)
-        write_hydra_files(cfg, run_dir)
-
-    try:
-        return run_training(validate_run_config(cfg), run_dir, on_accept=accept)
-    except Exception as err:
-        if had_run and not accepted:
-            err.record_in_run_dir = False
-        raise
-
-
-def write_hydra_files(task_cfg: DictConfig, run_dir: Path) -> None:
-    """``<run dir>/.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``: what Hydra itself writes there
-    (with ``hydra.output_subdir: .hydra``), from the running job's HydraConfig. fairrun report reads
-    ``overrides.yaml`` (its ``--by`` columns, a sweep's jobs) and ``hydra.yaml`` (the job name)."""
-    import copy
-
-    from omegaconf import OmegaConf, open_dict, read_write
-
-    from fairrun import rundir
-
-    hydra_root = copy.deepcopy(HydraConfig.instance().cfg)
-    with read_write(hydra_root.hydra), open_dict(hydra_root.hydra):
-        hydra_root.hydra.output_subdir = ".hydra"
-    folder = Path(run_dir) / ".hydra"
-    rundir.write_text(OmegaConf.to_yaml(task_cfg), folder / "config.yaml")
-    rundir.write_text(OmegaConf.to_yaml(hydra_root), folder / "hydra.yaml")
-    rundir.write_text(OmegaConf.to_yaml(hydra_root.hydra.overrides.task), folder / "overrides.yaml")
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="eval")
-def eval_app(cfg: DictConfig) -> None:
-    """`fairrun eval run_dir=PATH`: reload the best checkpoint and evaluate val and test again."""
-    from fairrun.eval_run import run_eval
-
-    overrides = HydraConfig.get().overrides.task
-    explicit = {o.split("=", 1)[0].split(".", 1)[1] for o in overrides
-                if o.startswith("dataset.") and "=" in o}
-    with user_errors():
-        run_eval(Path(to_absolute_path(cfg.run_dir)), cfg, explicit)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="prepare")
-def prepare_app(cfg: DictConfig) -> None:
-    """`fairrun prepare dataset=NAME`: build the decoded-image cache."""
-    from fairrun.data.registry import validate_dataset_section
-    from fairrun.sections import GpuConfig
-    from fairrun.validation import typed_section
-    from fairrun.prepare import run_prepare
-
-    with user_errors():
-        run_prepare(validate_dataset_section(cfg.dataset), typed_section("gpu", GpuConfig, cfg.gpu).num_workers)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="data")
-def data_app(cfg: DictConfig) -> None:
-    """`fairrun data dataset=NAME`: counts per split, group-frequency chart, sample grid."""
-    from fairrun.config import validate_data_report_config
-    from fairrun.data_report import run_data_report
-
-    out_dir = Path(to_absolute_path(cfg.out_dir))
-    with user_errors(out_dir):
-        run_data_report(validate_data_report_config(cfg), out_dir)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="gan")
-def gan_train_app(cfg: DictConfig) -> None:
-    """`fairrun gan train dataset=NAME`: train the built-in GAN and export its generator."""
-    from fairrun.generative.gan import run_gan_train
-
-    out_dir = Path(to_absolute_path(cfg.out_dir))
-    with user_errors(out_dir):
-        run_gan_train(cfg)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="vae")
-def vae_train_app(cfg: DictConfig) -> None:
-    """`fairrun vae train dataset=NAME`: train the convolutional VAE."""
-    from fairrun.generative.vae import run_vae_train
-
-    out_dir = Path(to_absolute_path(cfg.out_dir))
-    with user_errors(out_dir):
-        run_vae_train(cfg)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="vae_minority")
-def vae_minority_app(cfg: DictConfig) -> None:
-    """`fairrun vae minority run_dir=PATH`: the rarest training images under the VAE's latent density."""
-    from fairrun.generative.minority import run_vae_minority
-
-    with user_errors():
-        run_vae_minority(cfg)
 
 
 APPS = {"train": train_app, "eval": eval_app, "prepare": prepare_app, "data": data_app,
@@ -431,7 +248,7 @@ def run_command(argv: list[str] | None = None) -> None:
     except SystemExit as exit_:
         # Hydra reports composition errors (unknown group option, bad override) itself and exits 1
         # before our task runs: those are user mistakes, so they exit 2 like ours.
-        if exit_.code == 1 and not _task_started:
+        if exit_.code == 1 and not task_started():
             sys.exit(2)
         if help_dataset and not exit_.code:
             print(paragraph(f"(No dataset= was given: the config above is shown with "

@@ -600,7 +600,7 @@ def test_a_failure_that_cannot_be_recorded_in_error_txt_still_reports_cleanly(tm
     stderr, plus a note that error.txt could not be written; multirun job: the log line), no traceback."""
     import logging
 
-    from fairrun.cli import report_user_error
+    from fairrun.commands.common import report_user_error
     from fairrun.sweep import run_sweep_job
 
     real_write_text = Path.write_text

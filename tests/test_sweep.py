@@ -83,7 +83,7 @@ def test_cfg_hydra_resolves_the_method_list_and_a_single_run_refuses_a_preset(tm
     # without -m the preset would be ignored: a clear error instead
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() sets it for Hydra
-    monkeypatch.setattr("fairrun.cli._task_started", False)
+    monkeypatch.setattr("fairrun.commands.common._started", [False])
     with pytest.raises(SystemExit) as exit_:
         main(["train", *TINY, "+sweep=seeds", "hydra.run.dir=run"])
     assert exit_.value.code == 2 and "add -m" in " ".join(capsys.readouterr().err.split())
