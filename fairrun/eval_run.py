@@ -20,7 +20,7 @@ from fairrun.trained import read_best, rebuild
 from fairrun.report_table import print_results
 from fairrun.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
 from fairrun.devices import resolve_device
-from fairrun.train import PRIVACY_COLUMNS, run_metadata
+from fairrun.training.results import PRIVACY_COLUMNS, run_metadata
 
 log = logging.getLogger("fairrun")
 

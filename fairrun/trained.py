@@ -1,5 +1,5 @@
 """Reloading a trained classifier from a run directory: the one place that does it (``fairrun eval``, and the
-staged methods' sub-runs through :class:`fairrun.train.SubRuns`)."""
+staged methods' sub-runs through :class:`fairrun.training.run.SubRuns`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -49,7 +49,7 @@ from filelock import FileLock
 
 from fairrun import rundir
 from fairrun.config import validate_run_config
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import TINY, compose_train
 
 RARE_GROUP = [

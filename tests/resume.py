@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 
 class StopAfter:
-    """Replaces ``fairrun.train.StopFlag``: requests a stop after ``n`` checks (one per training step)."""
+    """Replaces ``fairrun.training.run.StopFlag``: requests a stop after ``n`` checks (one per training step)."""
 
     exit_code = 130
 
@@ -29,8 +29,9 @@ def resume_after_interrupt(cfg, run_dir, monkeypatch, steps: int):
     """
     import pytest
 
-    import fairrun.train as train_module
-    from fairrun.train import Interrupted, run_training
+    import fairrun.training.run as train_module
+    from fairrun.errors import Interrupted
+    from fairrun.training import run_training
 
     monkeypatch.setattr(train_module, "StopFlag", lambda: StopAfter(steps))
     with pytest.raises(Interrupted):

@@ -11,7 +11,7 @@ from fairrun.errors import ConfigError
 from fairrun.methods import Batch, Outputs, build_method
 from fairrun.methods.adversarial import AdversarialConfig, grad_reverse, warmup_alpha
 from fairrun.models.classifier import Classifier
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.resume import assert_same_results, resume_after_interrupt
 

@@ -28,7 +28,7 @@ LAYERS = [
     # 5: the validated run config (assembles every registry's schema)
     {"config"},
     # 6: training, and reloading what was trained
-    {"train", "trained"},
+    {"training", "trained"},
     # 7: evaluating a finished run again
     {"eval_run"},
     # 8: sweeps and reports over many runs

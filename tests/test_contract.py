@@ -50,7 +50,7 @@ def evaluate_again(run_dir):
 
 
 def check_contract(cfg, tmp_path, monkeypatch, stop_after: int):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     full = run_training(cfg, tmp_path / "full")
     for name in (rundir.RESULTS, rundir.BEST, rundir.LAST, "done"):

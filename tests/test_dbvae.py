@@ -17,7 +17,7 @@ from fairrun.generative.vae import ConvVAE, vae_terms
 from fairrun.methods import build_method
 from fairrun.methods.base import Outputs, TrainingPlan
 from fairrun.methods.dbvae import DbvaeConfig
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.evidence import SEEDS, per_seed, split_rows
 from tests.resume import assert_same_results, resume_after_interrupt

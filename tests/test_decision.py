@@ -76,7 +76,7 @@ def test_bad_decision_keys_are_clear_errors(override, words):
 
 
 def test_calibrated_threshold_end_to_end_and_reused_on_test(tiny_cfg, tmp_path):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     results = run_training(tiny_cfg("eval.threshold=calibrated"), tmp_path / "run").set_index("split")
     pred = pd.read_pickle(tmp_path / "run" / "predictions.pkl")

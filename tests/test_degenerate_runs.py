@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fairrun.errors import ConfigError
-from fairrun.train import NonFiniteLoss, run_training
+from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss
+from fairrun.training import run_training
 from tests.conftest import TINY, run_fairrun
 from tests.fixtures_csv import make_csv_dataset
 from tests.resume import assert_same_results, resume_after_interrupt
@@ -64,10 +64,10 @@ def test_a_resumed_run_keeps_the_thread_count_it_started_with(tiny_cfg, tmp_path
         torch.set_num_threads(2)
         whole = run_training(cfg, tmp_path / "whole")
         torch.set_num_threads(2)
-        import fairrun.train as train_module
+        import fairrun.training.run as train_module
         from tests.resume import StopAfter
         monkeypatch.setattr(train_module, "StopFlag", lambda: StopAfter(3))
-        with pytest.raises(train_module.Interrupted):
+        with pytest.raises(Interrupted):
             run_training(cfg, tmp_path / "resumed")
         monkeypatch.undo()
         torch.set_num_threads(1)  # the relaunch comes from a launcher with one thread per job

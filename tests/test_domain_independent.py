@@ -10,7 +10,7 @@ from fairrun.evaluate import predict_proba
 from fairrun.methods import Batch, build_method
 from fairrun.methods.domain_independent import DomainIndependentConfig, GroupHeads
 from fairrun.models.classifier import Classifier
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.test_methods_data import hand_split
 

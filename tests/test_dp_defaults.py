@@ -16,7 +16,7 @@ from tests.conftest import compose_train
 
 def train_with_defaults(method: str, run_dir):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     cfg = validate_run_config(compose_train([f"method={method}", "gpu=cpu"]))
     return cfg, run_training(cfg, run_dir).set_index("split")

@@ -21,7 +21,7 @@ from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.methods.dp_fedavg import DPFedAvgConfig, clients_per_group, make_partition
 from fairrun.models.classifier import Classifier
 from fairrun.privacy import noise_for_epsilon
-from fairrun.train import Trainer, run_training
+from fairrun.training import Trainer, run_training
 from tests.conftest import TINY, compose_train
 from tests.resume import assert_same_results, resume_after_interrupt
 

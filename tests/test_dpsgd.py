@@ -12,7 +12,7 @@ from fairrun import privacy
 from fairrun.config import validate_run_config
 from fairrun.errors import ConfigError
 from fairrun.methods.dpsgd import PoissonBatches, physical_count
-from fairrun.train import Trainer, run_training
+from fairrun.training import Trainer, run_training
 from tests.conftest import TINY, TINY_CNN, compose_train
 from tests.resume import assert_same_results, resume_after_interrupt
 

@@ -22,7 +22,7 @@ from fairrun.methods.fair_mask import (BottleneckClassifier, FairMask, FairMaskC
                                        bottleneck_activations, choose_units, corr_scores, logreg_scores)
 from fairrun.models import build_model
 from fairrun.models.classifier import Classifier
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.evidence import SEEDS, per_seed, results
 

@@ -9,7 +9,7 @@ from fairrun.config import validate_run_config
 from fairrun.errors import ConfigError
 from fairrun.methods import Batch, Outputs, build_method
 from fairrun.methods.fairalm import FairALMConfig
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.evidence import per_seed, split_rows
 from tests.resume import assert_same_results, resume_after_interrupt

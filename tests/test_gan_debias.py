@@ -77,7 +77,7 @@ def pca_generator(tmp_path) -> str:
 
 def test_all_stages_run_end_to_end_and_a_rerun_skips_them(tmp_path):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     overrides = [*STAGED, f"method.generator={pca_generator(tmp_path)}", "method.trust_generator=true",
@@ -112,7 +112,7 @@ def test_all_stages_run_end_to_end_and_a_rerun_skips_them(tmp_path):
 
 def test_given_baseline_runs_must_be_finished(tmp_path):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     cfg = validate_run_config(compose_train([*STAGED, f"method.target_run={tmp_path / 'nothing'}"]))
@@ -122,7 +122,7 @@ def test_given_baseline_runs_must_be_finished(tmp_path):
 
 def test_a_missing_generator_file_is_named_before_any_sub_run_trains(tmp_path):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     cfg = validate_run_config(compose_train([*STAGED, f"method.generator={tmp_path / 'nonexistent.pt'}"]))
@@ -138,7 +138,7 @@ def test_an_external_generator_runs_only_when_trusted(tmp_path):
 
     from fairrun.config import validate_run_config
     from fairrun.errors import ConfigError
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     path = tmp_path / "someone_elses.pt"
@@ -156,7 +156,7 @@ MINORITY = [*STAGED[:11], "method=minority_gan", "method.gan_epochs=4", "method.
 
 def test_minority_gan_adds_generated_images_of_the_chosen_group(tmp_path):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     cfg = validate_run_config(compose_train([*MINORITY, "method.source=group", "method.group=B"]))
@@ -172,7 +172,7 @@ def test_minority_gan_adds_generated_images_of_the_chosen_group(tmp_path):
 
 def test_minority_gan_from_the_vae_minority_set(tmp_path):
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from tests.conftest import compose_train
 
     cfg = validate_run_config(compose_train([*MINORITY, "method.source=vae", "method.fraction=0.1",

@@ -9,7 +9,7 @@ from fairrun.config import validate_run_config
 from fairrun.errors import ConfigError
 from fairrun.methods import Batch, Outputs, build_method
 from fairrun.methods.groupdro import GroupDROConfig
-from fairrun.train import run_training
+from fairrun.training import run_training
 from tests.conftest import compose_train
 from tests.evidence import SPURIOUS, results
 from tests.test_methods_data import CELLS, assert_raises_worst_group_accuracy_over_erm, hand_split

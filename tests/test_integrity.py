@@ -41,7 +41,7 @@ def tiny_config(*extra: str):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished tiny run (in-process) and its results."""
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     run_dir = tmp_path_factory.mktemp("integrity") / "run"
     return run_dir, run_training(tiny_config(), run_dir)
@@ -138,7 +138,7 @@ def test_sixty_four_random_bytes_in_best_pt_stop_fairrun_eval(run):
 
 
 def test_sixty_four_random_bytes_in_last_pt_stop_the_resume(run):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     unfinish(run)
     damage(run / "checkpoints" / "last.pt", "garble")
@@ -148,7 +148,7 @@ def test_sixty_four_random_bytes_in_last_pt_stop_the_resume(run):
 
 
 def test_the_cure_resume_false_starts_the_run_over(run, trained):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     unfinish(run)
     damage(run / "checkpoints" / "last.pt", "garble")
@@ -158,7 +158,7 @@ def test_the_cure_resume_false_starts_the_run_over(run, trained):
 
 def test_resume_false_removes_the_old_results_and_their_records_before_training(run, monkeypatch):
     """A run started over that fails before it finishes leaves no earlier results for eval or report."""
-    import fairrun.train as train_module
+    import fairrun.training.run as train_module
 
     def fail(self, writer, stop):
         raise RuntimeError("stopped before finishing")
@@ -172,7 +172,7 @@ def test_resume_false_removes_the_old_results_and_their_records_before_training(
 
 def test_temporaries_of_killed_writes_are_removed_by_the_next_launch(run):
     """A kill between mkstemp and the rename leaves .<name>.*.tmp; the next launch of the run cleans up."""
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     unfinish(run)
     orphans = [run / ".results.pkl.abc.tmp", run / "checkpoints" / ".last.pt.xyz.tmp"]
@@ -202,7 +202,7 @@ def test_the_checksum_record_itself_damaged_is_named(run):
 @pytest.mark.parametrize("checksum", [True, False], ids=["checksummed", "old-run"])
 @pytest.mark.parametrize("kind", ["truncate", "garble", "empty"])
 def test_damaged_last_pt_is_one_paragraph_naming_the_file_and_resume_false(run, kind, checksum):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     unfinish(run)
     if not checksum:
@@ -236,7 +236,7 @@ def test_damaged_or_missing_best_pt(run, kind, checksum):
 
 
 def test_damaged_best_pt_at_the_end_of_a_resumed_run(run):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     unfinish(run)
     damage(run / "checkpoints" / "best.pt", "missing")
@@ -247,7 +247,7 @@ def test_damaged_best_pt_at_the_end_of_a_resumed_run(run):
 @pytest.mark.parametrize("kind", KINDS)
 def test_damaged_results_pkl_changes_nothing_fairrun_reads(run, kind, trained):
     """fairrun reads results.json: a damaged results.pkl breaks neither a relaunch nor fairrun eval."""
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     damage(run / "results.pkl", kind)
     if kind != "missing":
@@ -258,7 +258,7 @@ def test_damaged_results_pkl_changes_nothing_fairrun_reads(run, kind, trained):
 @pytest.mark.parametrize("kind", KINDS)
 def test_damaged_results_json(run, kind, caplog):
     from fairrun.report.collect import collect
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     damage(run / "results.json", kind)
     with pytest.raises(rundir.IntegrityError) as err:
@@ -274,7 +274,7 @@ def test_damaged_results_json(run, kind, caplog):
 @pytest.mark.parametrize("checksum", [True, False], ids=["checksummed", "old-run"])
 @pytest.mark.parametrize("kind", KINDS + ["invalid-yaml", "other-tool"])
 def test_damaged_run_config_names_the_file(run, kind, checksum):
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     config = run / "run_config.yaml"
     if not checksum:
@@ -348,7 +348,7 @@ def test_disk_full_mid_run_keeps_last_pt_and_the_run_resumes(tmp_path, monkeypat
     intact (verified), and the resumed run ends with the results of an uninterrupted one."""
     import builtins
 
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     calls = {"last": 0}
 
@@ -534,7 +534,7 @@ def plant(run: Path, marker: Path, twin: str, record: str) -> None:
 @pytest.mark.parametrize("twin, record", [("keep", "keep"), ("delete", "keep"), ("delete", "delete")])
 def test_a_crafted_results_pkl_is_never_unpickled(run, tmp_path, twin, record, monkeypatch):
     from fairrun.report.collect import collect
-    from fairrun.train import run_training
+    from fairrun.training import run_training
     from fairrun.transfer import append_rows
 
     marker = tmp_path / "pwned"

@@ -37,7 +37,7 @@ def kill_run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.Co
 def relaunch(run_dir: Path):
     """The same run relaunched into the same directory (in-process, 1 thread like the killed child)."""
     from fairrun.config import validate_run_config
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     return run_training(validate_run_config(compose_train(list(ARGS))), run_dir)
 

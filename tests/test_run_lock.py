@@ -116,7 +116,7 @@ def test_launches_racing_for_a_stale_lock_leave_exactly_one_holder(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs gpu=cuda to fail")
 def test_run_training_releases_the_lock_on_an_error(tiny_cfg, tmp_path):
     from fairrun.errors import FairrunError
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     with pytest.raises(FairrunError, match="gpu=cuda"):
         run_training(tiny_cfg("gpu=cuda"), tmp_path / "r")

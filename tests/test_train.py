@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-import fairrun.train as train_module
-from fairrun.train import Interrupted, run_training
+import fairrun.training.run as train_module
+from fairrun.errors import Interrupted
+from fairrun.training import run_training
 from tests import evidence
 from tests.resume import StopAfter
 

@@ -52,13 +52,13 @@ def train_into(cfg: DictConfig, run_dir: Path):
     """Validate ``cfg`` and train into ``run_dir`` (whose lock the caller holds).
 
     ``hydra.output_subdir`` is null in conf/train.yaml, so Hydra writes nothing into the run directory: its
-    ``.hydra/`` files are written here once :func:`~fairrun.train.run_training` accepts the config (not into a
+    ``.hydra/`` files are written here once :func:`~fairrun.training.run.run_training` accepts the config (not into a
     run of another configuration, nor into a finished run). A failure before that, in a directory that already
     holds a run, is not recorded there (error.txt) either: the message goes to the terminal only.
     """
     from fairrun.config import validate_run_config
     from fairrun.rundir_lock import holds_a_run
-    from fairrun.train import run_training
+    from fairrun.training import run_training
 
     accepted, had_run = [], holds_a_run(run_dir)
 

@@ -1,6 +1,6 @@
 """The method interface: one small class per debiasing method, called by the one training loop.
 
-The loop (:class:`fairrun.train.Trainer`) calls, in order:
+The loop (:class:`fairrun.training.loop.Trainer`) calls, in order:
 
 * ``bind(run, run_dir, device, runs)`` - first, with the whole run config and sub-runs (staged methods: gan_debias);
 * ``prepare(train)`` - before training: may return the training split with per-sample ``weights`` or
@@ -88,7 +88,7 @@ class Method:
 
     def bind(self, run, run_dir, device: torch.device, runs=None) -> None:
         """Called first by the training loop with the whole validated run config, the run directory, the
-        device and ``runs`` (:class:`fairrun.train.SubRuns`: train a sub-run, reload a finished run's
+        device and ``runs`` (:class:`fairrun.training.run.SubRuns`: train a sub-run, reload a finished run's
         classifier), for methods whose stages need them (sub-runs, cached artefacts in the run directory)."""
 
     def prepare(self, train):

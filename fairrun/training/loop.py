@@ -1,69 +1,42 @@
 """The one training loop: device, AMP, progress, TensorBoard, checkpoints, resume, results.
 
-Every method runs through :func:`run_training`; methods change behaviour only through their hooks
-(:mod:`fairrun.methods.base`).
+Every method runs through it; methods change behaviour only through their hooks (:mod:`fairrun.methods.base`).
 """
 from __future__ import annotations
 
 import logging
 import math
-import shutil
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from fairrun import rundir
-from fairrun.config import RunConfig, load_run_config
+from fairrun.config import RunConfig
 from fairrun.data.batches import Augmentation, fits_on_device, load_into_memory, move_to_device
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
-from fairrun.devices import resolve_device, seed_everything  # noqa: F401 (resolve_device: re-export)
-from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss  # noqa: F401 (Interrupted: re-export)
+from fairrun.devices import resolve_device, seed_everything
+from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss
 from fairrun.evaluate import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.models import build_model
-from fairrun.report_table import print_results
-from fairrun.trained import load_trained
+from fairrun.training.checks import model_io, require_every_cell_trained
+from fairrun.training.optimizers import build_optimizer, build_scheduler
+from fairrun.training.results import PRIVACY_COLUMNS, run_metadata
+from fairrun.training.signals import StopFlag
 
 log = logging.getLogger("fairrun")
-
-EVAL_SPLITS = ("val", "test")
-# Every results row has the privacy columns, NaN for non-private runs, so sweeps mixing private and
-# non-private runs form one table; private methods fill them through ``extra_results``.
-PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multiplier": float("nan"),
-                   "max_grad_norm": float("nan")}
 
 
 # A cross-entropy this large means logits millions apart: training has diverged even if the number is finite
 # (trainer.lr=1e9 reaches 1.7e19 without ever becoming inf), so it stops like a NaN loss does.
 DIVERGED_LOSS = 1e6
-
-
-def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """``trainer.optimizer``: adam | sgd (momentum ``trainer.momentum``), with weight decay."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def build_scheduler(optimizer, cfg, epochs: int):
-    """``trainer.scheduler``: none | step (x gamma every epoch) | cosine (over ``epochs``); or None."""
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.gamma)
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return None
 
 
 @dataclass
@@ -82,68 +55,10 @@ class LoopState:
     history: list = field(default_factory=list)
 
 
-class StopFlag:
-    """Ctrl-C (SIGINT) or SIGTERM sets a flag that the loop checks between steps; a second one aborts at once.
-
-    SIGTERM is what ``kill``, ``docker stop``, systemd and SLURM (preemption, ``scancel``, the time limit,
-    a grace period before SIGKILL) send: it saves ``checkpoints/last.pt`` like Ctrl-C, so a relaunch
-    resumes exactly.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self.signum = signal.SIGINT
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + int(self.signum)
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {signum: signal.getsignal(signum) for signum in self.SIGNALS}
-
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested, self.signum = True, signum
-            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            print(f"\nfairrun: {name} received, saving checkpoints/last.pt after this step "
-                  f"(a second one aborts without saving)", file=sys.stderr, flush=True)
-
-        for signum in self.SIGNALS:
-            signal.signal(signum, handler)
-        try:
-            yield self
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
-
-
-def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
-    """The columns that identify a run in results.pkl (sweep coordinates)."""
-    protected = cfg.dataset.protected
-    return {
-        "run_dir": str(run_dir),
-        "split": None,  # filled per evaluated split; keeps the column second
-        "dataset": cfg.dataset.name,
-        "target": cfg.dataset.target,
-        "protected": protected if isinstance(protected, str) else "+".join(protected),
-        "model": cfg.model.name,
-        "method": cfg.method.name,
-        "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
-        "seed": cfg.seed,
-    }
-
-
 class Trainer:
     """Holds one run's objects; :meth:`fit` trains, :meth:`finish` evaluates and writes results."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
+    def __init__(self, cfg: RunConfig, run_dir: Path, runs=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = resolve_device(cfg.gpu)
@@ -154,7 +69,9 @@ class Trainer:
         require_every_cell_trained(self.train_raw, cfg)
         self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
                                    num_groups=self.train_raw.num_groups)
-        self.method.bind(cfg, self.run_dir, self.device, runs=SubRuns(self.device))
+        if runs is not None:  # fairrun.training.run.SubRuns: sub-runs on this run's device
+            runs.device = self.device
+        self.method.bind(cfg, self.run_dir, self.device, runs=runs)
         self.train = self.place_training_data(self.method.prepare(self.train_raw))
         self.augmentation = Augmentation.from_dataset(cfg.dataset)
         channels, size = self.train.images.shape[1], self.train.images.shape[-1]
@@ -435,140 +352,3 @@ class Trainer:
         writer.add_hparams(hparams, finite, run_name=".")
         rundir.write_text("", self.run_dir / rundir.DONE)
         return results
-
-
-def require_every_cell_trained(train, cfg: RunConfig) -> None:
-    """Refuse a training split in which a protected group or a target class has no rows.
-
-    Such a run trains, but its numbers describe something else than its config says (a model that never
-    saw group B, an imbalance ratio that rounded a group away, a "classifier" of one class with accuracy
-    1.0), so it stops before training, naming the empty cells and the cure.
-    """
-    if len(train) == 0:
-        raise ConfigError("The training set is empty after imbalance sampling; check imbalance.* keys.")
-    counts = train.counts()
-    groups, classes = counts.sum(axis=1), counts.sum(axis=0)
-    # imbalance.ratio=1 (or 0) asks for the majority group alone (the imbalance study's first ratio): an
-    # explicit choice, recorded as ratio 1 and n_train[<group>] = 0, not a rounding accident.
-    excluded_on_purpose = cfg.imbalance.ratio is not None and float(cfg.imbalance.ratio) in (0.0, 1.0)
-    empty_groups = [] if excluded_on_purpose else [str(name) for name, n in groups.items() if n == 0]
-    empty_classes = [str(name) for name, n in classes.items() if n == 0]
-    if not empty_groups and not empty_classes and len(classes) >= 2:
-        return
-    imb = cfg.imbalance
-    problems = []
-    if empty_groups:
-        problems.append(f"protected group(s) {', '.join(empty_groups)} of {cfg.dataset.protected!r}")
-    if empty_classes:
-        problems.append(f"class(es) {', '.join(empty_classes)} of target {cfg.dataset.target!r}")
-    if len(classes) < 2:
-        problems.append(f"all but one class of target {cfg.dataset.target!r} (only {list(classes.index)})")
-    cure = ("Raise imbalance.size or move imbalance.ratio away from 0/1 (with "
-            f"imbalance.ratio={imb.ratio} and imbalance.size={imb.size} the minority share rounds to zero rows)"
-            if imb.ratio is not None else
-            "Check the dataset's labels and dataset.value_map, or choose another target/protected attribute")
-    raise ConfigError(f"The training split has no rows of {' and '.join(problems)} ({len(train)} training "
-                      f"rows; group x label counts: {counts.to_dict(orient='index')}). A model trained on it "
-                      f"would report metrics for rows it never learned from. {cure}.")
-
-
-def model_io(train) -> dict:
-    """What a checkpoint must record to rebuild and use the model without the training data."""
-    return {"class_names": list(train.class_names), "group_names": list(train.group_names),
-            "image_shape": list(train.images.shape[1:])}
-
-
-def check_same_config(cfg: RunConfig, run_dir: Path, held: str = "a finished run") -> None:
-    """Raise ConfigError (:class:`~fairrun.rundir_lock.RunDirRefused`: nothing is written into ``run_dir``) when
-    ``run_dir`` holds a run (``held``) of a different configuration; the message names the keys that differ."""
-    from fairrun.rundir_lock import RunDirRefused, config_differences
-
-    saved = load_run_config(run_dir / rundir.RUN_CONFIG)
-    if saved.fingerprint() != cfg.fingerprint():
-        raise RunDirRefused(
-            f"{run_dir} already holds {held} with a different configuration "
-            f"({config_differences(saved, cfg)}), so this launch leaves it untouched. Launch into a new run "
-            f"directory (hydra.run.dir=NEW_DIR, or hydra.sweep.dir=NEW_DIR with -m), or pass resume=false to "
-            f"train this directory over (its checkpoints and results are deleted)."
-        )
-
-
-class SubRuns:
-    """What a staged method may do with other runs (gan_debias' baseline classifiers), handed to it by
-    :meth:`Method.bind <fairrun.methods.base.Method.bind>`, so that methods never import the training loop."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def train(self, cfg: RunConfig, run_dir: Path) -> pd.DataFrame:
-        """Train (or resume, or find finished) the run ``cfg`` in ``run_dir``: :func:`run_training`."""
-        return run_training(cfg, run_dir)
-
-    def load(self, run_dir: Path):
-        """A finished run's best classifier on this run's device (:func:`fairrun.trained.load_trained`)."""
-        return load_trained(run_dir, self.device)
-
-
-def run_training(cfg: RunConfig, run_dir: Path, on_accept=None) -> pd.DataFrame:
-    """Train, evaluate on val and test, and write the run directory; returns the results DataFrame.
-
-    Resumes from ``checkpoints/last.pt`` when ``cfg.resume`` and the checkpoint's config matches;
-    a finished run (``done`` marker) is not trained again. Holds the run directory's lock
-    (:mod:`fairrun.rundir_lock`) throughout; nothing is written into the directory before the config is
-    accepted (a run of another configuration there is refused first); ``on_accept()`` is called then.
-    """
-    from fairrun.rundir_lock import hold, run_dir_cure
-
-    run_dir = Path(run_dir)
-    with hold(run_dir, "run", run_dir_cure(run_dir)):
-        return _run_training_locked(cfg, run_dir, on_accept)
-
-
-def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFrame:
-    finished = cfg.resume and rundir.is_done(run_dir)
-    if finished:  # a run of another configuration is refused before anything is written (run_config.yaml!)
-        check_same_config(cfg, run_dir)
-    elif cfg.resume and (run_dir / rundir.LAST).is_file() and (run_dir / rundir.RUN_CONFIG).is_file():
-        check_same_config(cfg, run_dir, "an unfinished run (checkpoints/last.pt)")
-    # accepted: from here on this launch writes into run_dir
-    (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
-    rundir.remove_orphaned_temporaries(run_dir)
-    if on_accept is not None and not finished:
-        on_accept()
-    if finished:
-        results = rundir.read_results(run_dir / rundir.RESULTS)  # checksummed results.json: never unpickled
-        log.info("%s already finished; showing its results (resume=false to train again)", run_dir)
-        print_results(results)
-        return results
-    if not cfg.resume:
-        for stale in (rundir.DONE, rundir.RESULTS, rundir.RESULTS_SAFE, rundir.PREDICTIONS, "checkpoints", "tb"):
-            path = run_dir / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-            rundir.checksum_path(path).unlink(missing_ok=True)
-    trainer = Trainer(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)
-    counts = trainer.train_raw.counts()
-    counts.to_csv(run_dir / rundir.TRAIN_COUNTS)
-    log.info("training set (group x label):\n%s", counts.to_string())
-    purge_step, threads = None, torch.get_num_threads()
-    if cfg.resume and (run_dir / rundir.LAST).is_file():
-        trainer.restore(rundir.load_checkpoint(run_dir / rundir.LAST))
-        purge_step = trainer.state.global_step + 1
-        if trainer.state.epoch >= trainer.epochs:
-            log.info("%s: all %d epochs were trained before it stopped; evaluating", run_dir, trainer.epochs)
-        else:
-            log.info("resuming %s from epoch %d/%d, step %d", run_dir, trainer.state.epoch + 1, trainer.epochs,
-                     trainer.state.step)
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
-    try:
-        with StopFlag().installed() as stop:
-            trainer.fit(writer, stop)
-        results = trainer.finish(writer)
-    finally:
-        writer.close()
-        torch.set_num_threads(threads)  # a resumed run may have switched to its own count (Trainer.restore)
-        if trainer.device.type == "cuda":
-            torch.cuda.empty_cache()
-    print_results(results)
-    return results

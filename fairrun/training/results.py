@@ -1,0 +1,32 @@
+"""What identifies a run in its results rows (sweep coordinates, the privacy columns every row has)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fairrun.config import RunConfig
+
+log = logging.getLogger("fairrun")
+
+
+EVAL_SPLITS = ("val", "test")
+# Every results row has the privacy columns, NaN for non-private runs, so sweeps mixing private and
+# non-private runs form one table; private methods fill them through ``extra_results``.
+PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multiplier": float("nan"),
+                   "max_grad_norm": float("nan")}
+
+
+def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
+    """The columns that identify a run in results.pkl (sweep coordinates)."""
+    protected = cfg.dataset.protected
+    return {
+        "run_dir": str(run_dir),
+        "split": None,  # filled per evaluated split; keeps the column second
+        "dataset": cfg.dataset.name,
+        "target": cfg.dataset.target,
+        "protected": protected if isinstance(protected, str) else "+".join(protected),
+        "model": cfg.model.name,
+        "method": cfg.method.name,
+        "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
+        "seed": cfg.seed,
+    }
