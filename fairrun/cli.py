@@ -11,14 +11,14 @@ import sys
 import textwrap
 
 
-import fairrun.resolvers  # noqa: F401  (every resolver of fairrun's YAML, registered before Hydra composes)
-import fairrun.sweep  # noqa: F401  (registers the sweep's resolvers at start-up: see fairrun.resolvers)
+import fairrun.core.resolvers  # noqa: F401  (every resolver of fairrun's YAML, registered before Hydra composes)
+import fairrun.sweep  # noqa: F401  (registers the sweep's resolvers at start-up: see fairrun.core.resolvers)
 from fairrun.commands.common import task_started
 from fairrun.commands.data import data_app, prepare_app
 from fairrun.commands.evaluate import eval_app
 from fairrun.commands.generative import gan_train_app, vae_minority_app, vae_train_app
 from fairrun.commands.train import train_app
-from fairrun.errors import SweepFailed, paragraph
+from fairrun.core.errors import SweepFailed, paragraph
 
 log = logging.getLogger("fairrun")
 

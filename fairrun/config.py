@@ -3,7 +3,7 @@
 Hydra composes ``conf/`` into a DictConfig; :func:`validate_run_config` checks it against typed
 dataclass schemas (one per config group option, found through the dataset, model and method
 registries) and explicit range and cross-key rules, and returns plain dataclasses. Every problem is
-raised as a :class:`~fairrun.errors.ConfigError` naming the key, the value and what is accepted.
+raised as a :class:`~fairrun.core.errors.ConfigError` naming the key, the value and what is accepted.
 """
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import fairrun.resolvers  # noqa: F401  (`${unless_set:...}` of conf/method/dpsgd.yaml and friends; see there)
+import fairrun.core.resolvers  # noqa: F401  (`${unless_set:...}` of conf/method/dpsgd.yaml and friends; see there)
 from fairrun.data.registry import DATASETS, validate_dataset_config, validate_dataset_section
-from fairrun.decision import EvalConfig, PostprocessConfig
+from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
 from fairrun.methods import METHODS
 from fairrun.models import MODELS
-from fairrun.errors import ConfigError
-from fairrun.fingerprint import fingerprint
-from fairrun.sections import (GpuConfig, ImbalanceConfig, TrainerConfig, normalise_amp, validate_gpu,
+from fairrun.core.errors import ConfigError
+from fairrun.core.fingerprint import fingerprint
+from fairrun.core.sections import (GpuConfig, ImbalanceConfig, TrainerConfig, normalise_amp, validate_gpu,
                               validate_imbalance, validate_trainer)
-from fairrun.validation import require, typed_section
+from fairrun.core.validation import require, typed_section
 
 @dataclass
 class RunConfig:
@@ -40,9 +40,9 @@ class RunConfig:
     seed: int = 0
     resume: bool = True
     eval_datasets: list = field(default_factory=list)  # other datasets to test on after training
-    eval: Any = None  # fairrun.decision.EvalConfig: the decision threshold
-    postprocess: Any = None  # fairrun.decision.PostprocessConfig: threshold post-processing
-    # section -> the _target_ of a user's own dataset / model / method (fairrun.registry); empty for built-ins
+    eval: Any = None  # fairrun.evaluation.decision.EvalConfig: the decision threshold
+    postprocess: Any = None  # fairrun.evaluation.decision.PostprocessConfig: threshold post-processing
+    # section -> the _target_ of a user's own dataset / model / method (fairrun.core.registry); empty for built-ins
     targets: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -120,7 +120,7 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
 
 def _validate_eval_datasets(entries: Any, dataset: Any) -> list:
     """``eval_datasets``: a list of dataset names or {name: ..., key: value} mappings, each checked."""
-    from fairrun.transfer import entry_dict, eval_dataset_config
+    from fairrun.evaluation.transfer import entry_dict, eval_dataset_config
 
     if isinstance(entries, (str, dict, DictConfig)):
         entries = [entries]
@@ -176,7 +176,7 @@ class DataReportConfig:
 
 def validate_data_report_config(cfg: DictConfig) -> DataReportConfig:
     """Check `fairrun data`'s composed config; raises ConfigError naming a bad key."""
-    from fairrun.transfer import entry_dict
+    from fairrun.evaluation.transfer import entry_dict
 
     dataset = validate_dataset_section(cfg.dataset)
     if cfg.get("gpu") is not None:

@@ -30,7 +30,7 @@ def resume_after_interrupt(cfg, run_dir, monkeypatch, steps: int):
     import pytest
 
     import fairrun.training.run as train_module
-    from fairrun.errors import Interrupted
+    from fairrun.core.errors import Interrupted
     from fairrun.training import run_training
 
     monkeypatch.setattr(train_module, "StopFlag", lambda: StopAfter(steps))

@@ -7,7 +7,7 @@ from torch import nn
 
 from fairrun import rundir
 from fairrun.config import validate_run_config
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods import Batch, Outputs, build_method
 from fairrun.methods.adversarial import AdversarialConfig, grad_reverse, warmup_alpha
 from fairrun.models.classifier import Classifier

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairrun.decision import EvalConfig
-from fairrun.errors import ConfigError
-from fairrun.evaluate import DecisionRule, measure
+from fairrun.evaluation.decision import EvalConfig
+from fairrun.core.errors import ConfigError
+from fairrun.evaluation.predictions import DecisionRule, measure
 from fairrun.metrics import group_metrics
 from fairrun.metrics import bootstrap as bs
 

@@ -16,7 +16,7 @@ import torch
 from fairrun.data import cache as cache_module
 from fairrun.data.decode import Preprocessing
 from fairrun.data.registry import read_splits
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 from tests.test_data_files import celeba_cfg, celeba_root, fresh_cache  # noqa: F401 (fixtures)
 
 

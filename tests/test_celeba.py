@@ -14,7 +14,7 @@ from fairrun.data import celeba as celeba_module
 from fairrun.data.cache import cache_key
 from fairrun.data.celeba import CELEBA_ATTRIBUTES, CelebAConfig, read_table, validate
 from fairrun.data.decode import Preprocessing
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.conftest import TINY_CNN, run_fairrun
 from tests.fixtures_celeba import make_celeba, make_torchvision_celeba
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairrun.evaluate import metrics_from_predictions
+from fairrun.evaluation.predictions import metrics_from_predictions
 from tests.conftest import TINY, fairrun_env, run_fairrun
 
 REQUIRED_COLUMNS = ["run_dir", "split", "dataset", "target", "protected", "model", "method",

@@ -81,8 +81,8 @@ def test_readme_imdb_cross_dataset_command_runs_as_written(tmp_path, own_cache):
 
 def test_cross_dataset_val_fraction_gives_way_only_when_test_fraction_needs_it():
     from fairrun.data.utkface import UTKFaceConfig
-    from fairrun.errors import ConfigError
-    from fairrun.transfer import eval_dataset_config
+    from fairrun.core.errors import ConfigError
+    from fairrun.evaluation.transfer import eval_dataset_config
 
     run_dataset = UTKFaceConfig(root="/somewhere", image_size=16)
     every = eval_dataset_config({"name": "utkface", "root": "/x", "test_fraction": 1.0}, run_dataset)

@@ -3,7 +3,7 @@ import pytest
 
 from fairrun.config import RunConfig, validate_run_config
 from fairrun.data.registry import load_dataset
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from tests.conftest import compose_train
 
 

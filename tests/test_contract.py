@@ -42,7 +42,7 @@ def config(*overrides: str):
 
 
 def evaluate_again(run_dir):
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
 
     with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
         eval_cfg = compose(config_name="eval", overrides=[f"run_dir={run_dir}", "gpu=cpu"])

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fairrun.data.csv_table import CSVConfig, read_table, validate
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.fixtures_csv import SPLIT_CYCLE, make_csv_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "csv.yaml"

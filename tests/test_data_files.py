@@ -16,7 +16,7 @@ from fairrun.data.files import apply_value_map, assign_splits
 from fairrun.data.images import ImageRows
 from fairrun.data.registry import load_dataset, read_splits
 from fairrun.data.table import ImageTable
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.conftest import compose_train
 from tests.fixtures_celeba import make_celeba
 

@@ -12,7 +12,7 @@ from fairrun import rundir
 from fairrun.config import validate_run_config
 from fairrun.data.base import Batch, LabeledSplit
 from fairrun.data.batches import Augmentation
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.generative.vae import ConvVAE, vae_terms
 from fairrun.methods import build_method
 from fairrun.methods.base import Outputs, TrainingPlan

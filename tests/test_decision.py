@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from fairrun.config import validate_run_config
-from fairrun.decision import (PostprocessConfig, apply_threshold, calibrated_threshold, f1_threshold,
+from fairrun.evaluation.decision import (PostprocessConfig, apply_threshold, calibrated_threshold, f1_threshold,
                               fit_threshold_optimizer, postprocessed, threshold_for_top_k)
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.metrics import dp_diff, eo_diff
 from tests import evidence
 from tests.conftest import TINY, compose_train

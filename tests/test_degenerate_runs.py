@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss
+from fairrun.core.errors import ConfigError, Interrupted, NonFiniteLoss
 from fairrun.training import run_training
 from tests.conftest import TINY, run_fairrun
 from tests.fixtures_csv import make_csv_dataset

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
 from fairrun.config import validate_run_config
-from fairrun.errors import ConfigError
-from fairrun.evaluate import predict_proba
+from fairrun.core.errors import ConfigError
+from fairrun.evaluation.predictions import predict_proba
 from fairrun.methods import Batch, build_method
 from fairrun.methods.domain_independent import DomainIndependentConfig, GroupHeads
 from fairrun.models.classifier import Classifier
@@ -86,7 +86,7 @@ def test_heads_of_groups_without_training_rows_are_left_out():
 
 
 def test_checkpoint_and_fairrun_eval_reproduce_the_training_results(tiny_cfg, tmp_path):
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
 
     results = run_training(tiny_cfg("method=domain_independent"), tmp_path / "run")
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)

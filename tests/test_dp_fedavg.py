@@ -15,12 +15,12 @@ from torch import nn
 from fairrun.config import validate_run_config
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import Augmentation
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.methods.dp_fedavg import DPFedAvgConfig, clients_per_group, make_partition
 from fairrun.models.classifier import Classifier
-from fairrun.privacy import noise_for_epsilon
+from fairrun.methods.privacy import noise_for_epsilon
 from fairrun.training import Trainer, run_training
 from tests.conftest import TINY, compose_train
 from tests.resume import assert_same_results, resume_after_interrupt

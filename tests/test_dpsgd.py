@@ -8,9 +8,9 @@ import pytest
 import torch
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-from fairrun import privacy
+from fairrun.methods import privacy
 from fairrun.config import validate_run_config
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods.dpsgd import PoissonBatches, physical_count
 from fairrun.training import Trainer, run_training
 from tests.conftest import TINY, TINY_CNN, compose_train
@@ -88,7 +88,7 @@ def test_epsilon_covers_every_step_trained_when_an_earlier_epoch_is_kept(tmp_pat
     # fairrun eval reports the same ε
     from hydra import compose, initialize_config_module
 
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
     with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
         eval_cfg = compose(config_name="eval", overrides=[f"run_dir={tmp_path / 'run'}", "gpu=cpu"])
     again = run_eval(tmp_path / "run", eval_cfg).set_index("split").loc["test"]
@@ -124,7 +124,7 @@ def test_batchnorm_becomes_groupnorm_and_eval_reproduces(tmp_path):
     assert "GroupNorm" in result.loc["test", "dp_model_changes"]
     from hydra import compose, initialize_config_module
 
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
     with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
         eval_cfg = compose(config_name="eval", overrides=[f"run_dir={tmp_path / 'run'}", "gpu=cpu"])
     again = run_eval(tmp_path / "run", eval_cfg).set_index("split")

@@ -16,7 +16,7 @@ from fairrun.config import load_run_config, validate_run_config
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import to_float
 from fairrun.data.registry import load_dataset
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods import build_method
 from fairrun.methods.fair_mask import (BottleneckClassifier, FairMask, FairMaskConfig, accuracy_rank,
                                        bottleneck_activations, choose_units, corr_scores, logreg_scores)
@@ -181,7 +181,7 @@ def test_default_config_and_validation_errors():
 # -- end to end --------------------------------------------------------------------------------
 def test_training_writes_masked_and_unmasked_rows_and_fairrun_eval_reproduces_the_masked_ones(tiny_cfg,
                                                                                               tmp_path):
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
 
     run = tmp_path / "run"
     res = run_training(tiny_cfg("method=fair_mask", "method.top_k=3"), run)

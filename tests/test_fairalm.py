@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fairrun.config import validate_run_config
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods import Batch, Outputs, build_method
 from fairrun.methods.fairalm import FairALMConfig
 from fairrun.training import run_training

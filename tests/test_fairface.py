@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fairrun.data.fairface import FairFaceConfig, read_table, validate
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.fixtures_fairface import LAYOUTS, make_fairface
 
 YAML = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "fairface.yaml"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from fairrun.validation import typed_section
+from fairrun.core.validation import typed_section
 from fairrun.data.registry import SyntheticDatasetConfig, load_dataset
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from fairrun.generative import gan as gan_module
 from fairrun.generative.gan import (GanConfig, Generator, build_networks, run_gan_train, select_images,
                                     train_gan)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 from fairrun.generative.latent import complementary_latents, fit_hyperplane
 
 
@@ -137,7 +137,7 @@ def test_an_external_generator_runs_only_when_trusted(tmp_path):
     import hashlib
 
     from fairrun.config import validate_run_config
-    from fairrun.errors import ConfigError
+    from fairrun.core.errors import ConfigError
     from fairrun.training import run_training
     from tests.conftest import compose_train
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from fairrun.sections import ImbalanceConfig
+from fairrun.core.sections import ImbalanceConfig
 from fairrun.data.base import LabeledSplit
 from fairrun.data.imbalance import apply_imbalance
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 
 def _split(counts):

@@ -12,7 +12,7 @@ from scipy.io import loadmat
 
 from fairrun.data import imdb_wiki
 from fairrun.data.imdb_wiki import IMDBWikiConfig, ages_at_photo, read_table, validate
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.fixtures_imdb_wiki import datenum, make_imdb_clean_sheet, make_imdb_wiki
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "imdb_wiki.yaml"

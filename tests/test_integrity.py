@@ -23,7 +23,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from fairrun import rundir
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 from tests.conftest import TINY, compose_train, fairrun_env, run_fairrun
 from tests.resume import assert_same_results
 
@@ -87,7 +87,7 @@ def eval_config(run_dir: Path, *extra: str):
 
 
 def run_eval(run_dir: Path):
-    from fairrun.eval_run import run_eval as eval_
+    from fairrun.evaluation.rerun import run_eval as eval_
 
     return eval_(run_dir, eval_config(run_dir))
 
@@ -442,7 +442,7 @@ def test_eval_of_a_read_only_run_dir_names_it_and_out_dir_writes_elsewhere(read_
 def test_eval_refuses_a_run_dir_another_command_is_writing(run, tmp_path):
     """fairrun eval takes the run directory's lock: beside a live writer (here this test process holds the
     lock) it refuses in one paragraph naming the holder and out_dir=DIR, and writes nothing."""
-    from fairrun.rundir_lock import acquire
+    from fairrun.rundir.lock import acquire
 
     lock = acquire(run, "run", "elsewhere")
     try:
@@ -535,7 +535,7 @@ def plant(run: Path, marker: Path, twin: str, record: str) -> None:
 def test_a_crafted_results_pkl_is_never_unpickled(run, tmp_path, twin, record, monkeypatch):
     from fairrun.report.collect import collect
     from fairrun.training import run_training
-    from fairrun.transfer import append_rows
+    from fairrun.evaluation.transfer import append_rows
 
     marker = tmp_path / "pwned"
     plant(run, marker, twin, record)

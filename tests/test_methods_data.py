@@ -8,7 +8,7 @@ import torch
 from fairrun.config import validate_run_config
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import epoch_order
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods import build_method
 from fairrun.methods.resample import ResampleConfig
 from fairrun.methods.reweight import ReweightConfig

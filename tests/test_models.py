@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 from fairrun.models import build_model
 from fairrun.models.registry import MODELS, CNNConfig, MLPConfig, ResNetConfig
 

@@ -1,4 +1,4 @@
-"""One writer per run directory (fairrun/rundir_lock.py): the lock file, stale locks, and refused launches
+"""One writer per run directory (fairrun/rundir/lock.py): the lock file, stale locks, and refused launches
 that leave the run directory untouched (its .hydra/ and run_config.yaml included)."""
 import json
 import logging
@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from fairrun.rundir_lock import LOCK, DirBusy, _start_ticks, acquire, hold, process_alive
+from fairrun.rundir.lock import LOCK, DirBusy, _start_ticks, acquire, hold, process_alive
 from tests.conftest import TINY, fairrun_env, run_fairrun
 
 
@@ -90,7 +90,7 @@ def test_a_lock_of_another_host_is_refused_with_the_way_to_remove_it(tmp_path):
 
 RACE = """
 import sys, time
-from fairrun.rundir_lock import DirBusy, acquire
+from fairrun.rundir.lock import DirBusy, acquire
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 try:
     lock = acquire(sys.argv[1])
@@ -115,7 +115,7 @@ def test_launches_racing_for_a_stale_lock_leave_exactly_one_holder(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs gpu=cuda to fail")
 def test_run_training_releases_the_lock_on_an_error(tiny_cfg, tmp_path):
-    from fairrun.errors import FairrunError
+    from fairrun.core.errors import FairrunError
     from fairrun.training import run_training
 
     with pytest.raises(FairrunError, match="gpu=cuda"):

@@ -291,7 +291,7 @@ def test_local_parallel_gives_each_worker_slot_its_gpu_and_share_of_the_cores(mo
 def test_error_txt_is_one_paragraph_for_user_errors_and_adds_the_traceback_otherwise():
     import torch
 
-    from fairrun.errors import ConfigError
+    from fairrun.core.errors import ConfigError
     from fairrun.sweep import failure_text
 
     def raised(err):

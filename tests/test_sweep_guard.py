@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fairrun.rundir_lock import LOCK, process_alive
+from fairrun.rundir.lock import LOCK, process_alive
 from fairrun.sweep import job_status, slot_dir_name
 from tests.conftest import fairrun_env, run_fairrun
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import fairrun.training.run as train_module
-from fairrun.errors import Interrupted
+from fairrun.core.errors import Interrupted
 from fairrun.training import run_training
 from tests import evidence
 from tests.resume import StopAfter
@@ -42,7 +42,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_cfg, tmp_path, monke
 
 
 def test_resume_false_starts_over_and_changed_config_is_refused(tiny_cfg, tmp_path):
-    from fairrun.errors import ConfigError
+    from fairrun.core.errors import ConfigError
 
     run_training(tiny_cfg("trainer.epochs=1"), tmp_path / "r")
     with pytest.raises(ConfigError, match="different configuration"):

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fairrun.data.utkface import RACE_VALUES, UTKFaceConfig, read_table, validate
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from tests.fixtures_utkface import RACELESS_NAMES, make_utkface, utkface_name
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "utkface.yaml"

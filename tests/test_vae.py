@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 
 from fairrun import rundir
 from fairrun.data.registry import validate_dataset_section
-from fairrun.sections import ImbalanceConfig
+from fairrun.core.sections import ImbalanceConfig
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import to_float
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.generative.density import (bin_index, debias_weights, effective_sample_size, find_minority,
                                         latent_density)
 from fairrun.generative.minority import enrichment_table, run_vae_minority

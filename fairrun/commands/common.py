@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from fairrun.errors import FairrunError, Interrupted, paragraph
+from fairrun.core.errors import FairrunError, Interrupted, paragraph
 
 _started = [False]
 

@@ -14,9 +14,9 @@ from fairrun.commands.common import user_errors
 def prepare_app(cfg: DictConfig) -> None:
     """`fairrun prepare dataset=NAME`: build the decoded-image cache."""
     from fairrun.data.registry import validate_dataset_section
-    from fairrun.sections import GpuConfig
-    from fairrun.validation import typed_section
-    from fairrun.prepare import run_prepare
+    from fairrun.core.sections import GpuConfig
+    from fairrun.core.validation import typed_section
+    from fairrun.data.prepare import run_prepare
 
     with user_errors():
         run_prepare(validate_dataset_section(cfg.dataset), typed_section("gpu", GpuConfig, cfg.gpu).num_workers)
@@ -26,7 +26,7 @@ def prepare_app(cfg: DictConfig) -> None:
 def data_app(cfg: DictConfig) -> None:
     """`fairrun data dataset=NAME`: counts per split, group-frequency chart, sample grid."""
     from fairrun.config import validate_data_report_config
-    from fairrun.data_report import run_data_report
+    from fairrun.report.data_report import run_data_report
 
     out_dir = Path(to_absolute_path(cfg.out_dir))
     with user_errors(out_dir):

@@ -14,7 +14,7 @@ from fairrun.commands.common import user_errors
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="eval")
 def eval_app(cfg: DictConfig) -> None:
     """`fairrun eval run_dir=PATH`: reload the best checkpoint and evaluate val and test again."""
-    from fairrun.eval_run import run_eval
+    from fairrun.evaluation.rerun import run_eval
 
     overrides = HydraConfig.get().overrides.task
     explicit = {o.split("=", 1)[0].split(".", 1)[1] for o in overrides

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from fairrun.errors import paragraph
+from fairrun.core.errors import paragraph
 
 # Hydra's command-line flags that take a value (``--cfg job``, ``-cd DIR``, ...)
 FLAGS_WITH_VALUE = {"-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name", "-c", "--cfg",

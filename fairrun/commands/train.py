@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fairrun.commands.common import mark_started, user_errors
-from fairrun.errors import FairrunError, paragraph
+from fairrun.core.errors import FairrunError, paragraph
 
 
 @hydra.main(version_base="1.3", config_path="pkg://fairrun.conf", config_name="train")
@@ -20,11 +20,11 @@ def train_app(cfg: DictConfig) -> None:
     In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
     a single run exits with code 2 on a user error, 130 on Ctrl-C and 143 on SIGTERM.
 
-    The run directory's lock (:mod:`fairrun.rundir_lock`) is held before anything is written there (error.txt
+    The run directory's lock (:mod:`fairrun.rundir.lock`) is held before anything is written there (error.txt
     included) and released on every way out; a directory in use is refused (exit code 2; in a multirun, that
     job) and left untouched.
     """
-    from fairrun.rundir_lock import DirBusy, hold, run_dir_cure
+    from fairrun.rundir.lock import DirBusy, hold, run_dir_cure
     from fairrun.sweep import run_sweep_job
 
     hydra_cfg = HydraConfig.get()
@@ -57,7 +57,7 @@ def train_into(cfg: DictConfig, run_dir: Path):
     holds a run, is not recorded there (error.txt) either: the message goes to the terminal only.
     """
     from fairrun.config import validate_run_config
-    from fairrun.rundir_lock import holds_a_run
+    from fairrun.rundir.lock import holds_a_run
     from fairrun.training import run_training
 
     accepted, had_run = [], holds_a_run(run_dir)

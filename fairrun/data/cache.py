@@ -43,8 +43,8 @@ from tqdm import tqdm
 
 from fairrun.data.decode import CHUNK, Preprocessing, available_cores, decode_task
 from fairrun.data.table import ImageTable
-from fairrun.errors import FairrunError
-from fairrun.fingerprint import file_sha256, fingerprint
+from fairrun.core.errors import FairrunError
+from fairrun.core.fingerprint import file_sha256, fingerprint
 
 log = logging.getLogger("fairrun")
 

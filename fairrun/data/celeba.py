@@ -39,11 +39,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from fairrun.validation import require
+from fairrun.core.validation import require
 from fairrun.data.groups import protected_list
 from fairrun.data.table import (GENDER_VALUES, ImageDatasetConfig, ImageTable, count_skipped, drop_missing_images,
                                 missing_files_error, resolve_root)
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 
 log = logging.getLogger(__name__)
 

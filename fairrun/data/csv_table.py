@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fairrun.data.table import ImageDatasetConfig, ImageTable, drop_missing_images, launch_path, resolve_root
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from fairrun.validation import require
+from fairrun.core.validation import require
 from fairrun.data.groups import protected_list
 from fairrun.data.table import (GENDER_VALUES, ImageDatasetConfig, ImageTable, age_group_values, count_skipped,
                                 drop_missing_images, encode, missing_files_error, resolve_root)
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 OBTAIN = ("https://github.com/joojs/fairface, whose README links the image zips "
           "fairface-img-margin025-trainval.zip and fairface-img-margin125-trainval.zip and the label "

@@ -21,7 +21,7 @@ from fairrun.data.decode import Preprocessing
 from fairrun.data.groups import check_attributes, protected_list
 from fairrun.data.images import ImageRows
 from fairrun.data.table import CROP_POLICIES, SPLIT_NAMES, ImageTable
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 
 log = logging.getLogger("fairrun")
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from fairrun.data.base import LabeledSplit, SplitData
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 
 def protected_list(protected) -> list[str]:

@@ -12,7 +12,7 @@ import logging
 import torch
 
 from fairrun.data.base import LabeledSplit
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from fairrun.data.table import (
     resolve_root,
 )
 from fairrun.data.utkface import AGE_DECADE_VALUES, age_decade_codes, age_group_codes, check_age_threshold
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 
 log = logging.getLogger(__name__)
 

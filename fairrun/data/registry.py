@@ -18,8 +18,8 @@ from fairrun.data.base import LabeledSplit, SplitData
 from fairrun.data.files import load_image_dataset, validate_image_dataset
 from fairrun.data.groups import check_attributes, label_split
 from fairrun.data.synthetic import SyntheticConfig, make_synthetic, validate_synthetic
-from fairrun.errors import ConfigError
-from fairrun.registry import Registry
+from fairrun.core.errors import ConfigError
+from fairrun.core.registry import Registry
 
 SPLITS = ("train", "val", "test")
 

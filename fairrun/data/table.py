@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 log = logging.getLogger("fairrun")
 

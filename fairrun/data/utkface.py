@@ -31,7 +31,7 @@ from fairrun.data.table import (
     missing_files_error,
     resolve_root,
 )
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -61,9 +61,9 @@ import yaml
 from torch import nn
 
 from fairrun import rundir
-from fairrun.errors import ConfigError
-from fairrun.fingerprint import fingerprint as content_fingerprint
-from fairrun.validation import require, require_choice
+from fairrun.core.errors import ConfigError
+from fairrun.core.fingerprint import fingerprint as content_fingerprint
+from fairrun.core.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import random_flip, to_float
 from fairrun.generative.generators import export_generator, read_metadata, sample_latents
@@ -552,11 +552,11 @@ def run_gan_train(cfg) -> Path:
 
     from fairrun.data.registry import validate_dataset_section
 
-    from fairrun.sections import GpuConfig
+    from fairrun.core.sections import GpuConfig
 
-    from fairrun.validation import typed_section
+    from fairrun.core.validation import typed_section
     from fairrun.data.registry import load_dataset
-    from fairrun.devices import resolve_device
+    from fairrun.core.devices import resolve_device
 
     dataset = validate_dataset_section(cfg.dataset)
     gan_node = cfg.get("gan")

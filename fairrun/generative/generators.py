@@ -64,8 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairrun.errors import FairrunError
-from fairrun.fingerprint import file_sha256
+from fairrun.core.errors import FairrunError
+from fairrun.core.fingerprint import file_sha256
 
 log = logging.getLogger("fairrun")
 
@@ -258,7 +258,7 @@ def load_generator(path: Union[str, Path], latent_dim: Optional[int] = None, ima
     wants: when the generator's own output size differs (a 128 px PGAN used at 64 px) its images
     are resized bilinearly (``LoadedGenerator.resized``); None = the generator's own size.
     ``keys`` is the config section the file was named in (``gan`` or ``method`` for method=gan_debias), so
-    messages name the user's key. Raises :class:`~fairrun.errors.FairrunError` for a missing or non-TorchScript file, an unknown
+    messages name the user's key. Raises :class:`~fairrun.core.errors.FairrunError` for a missing or non-TorchScript file, an unknown
     latent size, or outputs that are not (N, C, H, H) images.
     """
     path = Path(path)

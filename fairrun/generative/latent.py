@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.svm import LinearSVC
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 
 def fit_hyperplane(z: np.ndarray, labels: np.ndarray, C: float = 1.0, seed: int = 0,

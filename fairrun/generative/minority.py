@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 
 from fairrun import rundir
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from fairrun.generative.density import COMBINES, find_minority, latent_density
 
 log = logging.getLogger("fairrun")
@@ -113,9 +113,9 @@ def validate_minority_config(cfg) -> tuple[MinorityConfig, object]:
     """Check `fairrun vae minority`'s composed config; returns (MinorityConfig, GpuConfig)."""
     from omegaconf import OmegaConf
 
-    from fairrun.sections import GpuConfig, normalise_amp, validate_gpu
+    from fairrun.core.sections import GpuConfig, normalise_amp, validate_gpu
 
-    from fairrun.validation import typed_section
+    from fairrun.core.validation import typed_section
 
     if OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") in (None, ""):
         raise ConfigError("fairrun vae minority needs the VAE to use: run_dir=PATH (the out_dir of "
@@ -145,9 +145,9 @@ def rebuild_train_split(meta: dict, vae_path: Path, workers: int = 0):
 
     from fairrun.data.registry import validate_dataset_section
 
-    from fairrun.sections import ImbalanceConfig
+    from fairrun.core.sections import ImbalanceConfig
 
-    from fairrun.validation import typed_section
+    from fairrun.core.validation import typed_section
     from fairrun.generative.vae import labels_digest, load_train_split
 
     data = meta.get("data")
@@ -208,7 +208,7 @@ def run_vae_minority(cfg) -> Path:
     """
     from fairrun.generative.grids import save_grid
     from fairrun.generative.vae import encode_means, load_vae
-    from fairrun.devices import resolve_device
+    from fairrun.core.devices import resolve_device
 
     mcfg, gpu = validate_minority_config(cfg)
     run_dir = Path(mcfg.run_dir)

@@ -47,11 +47,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairrun import rundir
-from fairrun.validation import require
+from fairrun.core.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory, to_float, train_batches
-from fairrun.errors import ConfigError, FairrunError
-from fairrun.fingerprint import fingerprint as content_fingerprint
+from fairrun.core.errors import ConfigError, FairrunError
+from fairrun.core.fingerprint import fingerprint as content_fingerprint
 
 log = logging.getLogger("fairrun")
 
@@ -206,7 +206,7 @@ def _noise_generator(seed: int, epoch: int) -> torch.Generator:
 
 def preview_rows(split: LabeledSplit, n: int = 8, seed: int = 0) -> torch.Tensor:
     """Up to ``n`` rows visiting every (group, label) cell in turn (so rare groups show in the grids)."""
-    from fairrun.data_report import pick_samples
+    from fairrun.report.data_report import pick_samples
 
     return pick_samples(split, n, seed)
 
@@ -378,8 +378,8 @@ def validate_vae_train_config(cfg) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from fairrun.data.registry import validate_dataset_section
-    from fairrun.sections import GpuConfig, ImbalanceConfig, normalise_amp, validate_gpu, validate_imbalance
-    from fairrun.validation import typed_section
+    from fairrun.core.sections import GpuConfig, ImbalanceConfig, normalise_amp, validate_gpu, validate_imbalance
+    from fairrun.core.validation import typed_section
 
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.set_struct(plain, False)
@@ -435,7 +435,7 @@ def load_train_split(dataset, imbalance, seed: int, workers: int = 0):
 def run_vae_train(cfg) -> Path:
     """`fairrun vae train dataset=… vae.*=… out_dir=…`: train the VAE on the training split; returns the
     path of vae.pt."""
-    from fairrun.devices import resolve_device
+    from fairrun.core.devices import resolve_device
 
     sections = validate_vae_train_config(cfg)
     device = resolve_device(sections["gpu"])

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairrun.validation import require, require_choice
-from fairrun.errors import ConfigError
+from fairrun.core.validation import require, require_choice
+from fairrun.core.errors import ConfigError
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register
 

@@ -62,9 +62,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import epoch_order, train_batches
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.generative.density import COMBINES, debias_weights, effective_sample_size
 from fairrun.generative.vae import ConvVAE, encode_means, vae_terms
 from fairrun.methods.base import Batch, Method, Outputs

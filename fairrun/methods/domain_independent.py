@@ -75,7 +75,7 @@ class DomainIndependent(Method):
     even ``softmax`` of these scores equals ``softmax`` of ``(1/G) sum_d z_d``. Log-probabilities are
     used (not raw logits) so that heads whose logits have a larger scale do not dominate the vote
     numerically (the normalisers cancel anyway) and the *mean* (not the sum) keeps
-    :func:`fairrun.evaluate.predict_proba`'s ``softmax`` a calibrated probability - the normalised
+    :func:`fairrun.evaluation.predictions.predict_proba`'s ``softmax`` a calibrated probability - the normalised
     geometric mean of the heads' probabilities - rather than one sharpened G-fold. Heads of groups
     with no training rows are left out of the combination.
     """

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from fairrun import rundir
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import batches_of
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from fairrun.methods.base import Method, StepResult, TrainingPlan
 from fairrun.methods.registry import register
-from fairrun.privacy import (ACCOUNTANTS, default_delta, epsilon_for, epsilon_of, make_accountant,
+from fairrun.methods.privacy import (ACCOUNTANTS, default_delta, epsilon_for, epsilon_of, make_accountant,
                              noise_for_epsilon, opacus_compatible, privacy_columns, validate_privacy_keys)
 
 log = logging.getLogger("fairrun")

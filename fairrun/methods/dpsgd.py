@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from fairrun import privacy, rundir
-from fairrun.validation import require, require_choice
+from fairrun import rundir
+from fairrun.methods import privacy
+from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import batches_of, epoch_order, num_batches
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods.base import Batch, Method, TrainingPlan
 from fairrun.methods.registry import register
 from fairrun.methods.resample import balanced_probs, cell_ids, undersample_index

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import to_float
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from fairrun.methods.base import Method
 from fairrun.methods.registry import register
 from fairrun.models.classifier import Classifier

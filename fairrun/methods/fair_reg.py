@@ -36,8 +36,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from fairrun.validation import require, require_choice
-from fairrun.errors import ConfigError
+from fairrun.core.validation import require, require_choice
+from fairrun.core.errors import ConfigError
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register
 

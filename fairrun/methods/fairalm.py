@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fairrun.validation import require, require_choice
-from fairrun.errors import ConfigError
+from fairrun.core.validation import require, require_choice
+from fairrun.core.errors import ConfigError
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register
 

@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 
 from fairrun import rundir
-from fairrun.validation import require
+from fairrun.core.validation import require
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import load_into_memory
-from fairrun.errors import ConfigError, FairrunError
-from fairrun.fingerprint import fingerprint
+from fairrun.core.errors import ConfigError, FairrunError
+from fairrun.core.fingerprint import fingerprint
 from fairrun.methods.base import Method
 from fairrun.methods.registry import register
 
@@ -157,7 +157,7 @@ class GanDebias(Method):
         """The baseline's run config: this run's data, model and trainer with ERM and F1 thresholds. The
         protected classifier predicts the protected attribute on the full training split (no imbalance
         sampling), as the paper trains it on all of CelebA."""
-        from fairrun.decision import EvalConfig, PostprocessConfig
+        from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
         from fairrun.methods.erm import ERMConfig
 
         run = self.run
@@ -316,7 +316,7 @@ def with_generated(train: LabeledSplit, images: torch.Tensor, y: torch.Tensor, g
 
 
 def binary_classifier(trained) -> tuple:
-    """(model, method, threshold, class names) of a finished run (:class:`fairrun.trained.TrainedRun`), which
+    """(model, method, threshold, class names) of a finished run (:class:`fairrun.evaluation.trained.TrainedRun`), which
     must classify two classes."""
     classes = trained.class_names
     if len(classes) != 2:
@@ -328,7 +328,7 @@ def binary_classifier(trained) -> tuple:
 
 def score(model, method, images: torch.Tensor, device, batch_size: int) -> np.ndarray:
     """P(class 1) of every image (uint8 N, C, H, W) under a binary classifier."""
-    from fairrun.evaluate import predict_proba
+    from fairrun.evaluation.predictions import predict_proba
 
     split = LabeledSplit(name="generated", images=images, y=torch.zeros(len(images), dtype=torch.long),
                          g=torch.zeros(len(images), dtype=torch.long), group_names=["all"], class_names=["0", "1"])

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 from fairrun.methods.gan_debias import GanDebias, match_names, materialized, score, with_generated
 from fairrun.methods.registry import register
 

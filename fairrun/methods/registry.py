@@ -1,4 +1,4 @@
-"""Method registry: YAML name -> Method class, open to a user's own methods (see :mod:`fairrun.registry`).
+"""Method registry: YAML name -> Method class, open to a user's own methods (see :mod:`fairrun.core.registry`).
 
 Adding a built-in method = one module in this package (a :class:`~fairrun.methods.base.Method` subclass
 decorated with :func:`register`) + one YAML in ``conf/method/``. A user's method is a Method subclass in the
@@ -6,7 +6,7 @@ user's own module, selected by ``_target_`` in a YAML of the user's config dir (
 """
 from __future__ import annotations
 
-from fairrun.registry import Registry
+from fairrun.core.registry import Registry
 
 
 def _check(entry) -> str | None:

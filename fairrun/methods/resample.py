@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 from fairrun.methods.base import Method
 from fairrun.methods.registry import register
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from fairrun.validation import require_choice
+from fairrun.core.validation import require_choice
 from fairrun.methods.base import Method
 from fairrun.methods.registry import register
 

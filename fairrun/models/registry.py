@@ -11,10 +11,10 @@ from typing import Callable, ClassVar, List
 import torch
 from torch import nn
 
-from fairrun.errors import ConfigError, FairrunError
+from fairrun.core.errors import ConfigError, FairrunError
 from fairrun.models.classifier import Classifier
-from fairrun.registry import Registry
-from fairrun.validation import require
+from fairrun.core.registry import Registry
+from fairrun.core.validation import require
 
 
 @dataclass

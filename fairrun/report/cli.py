@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from fairrun.errors import FairrunError, paragraph
+from fairrun.core.errors import FairrunError, paragraph
 from fairrun.report import noise, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
 from fairrun.report.table import (

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from fairrun import rundir
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 RESULTS, DONE, ERROR, RUN_CONFIG = "results.pkl", "done", "error.txt", "run_config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 from fairrun.report.table import format_key, value_order
 
 MARKS = {"within noise": "≈", "higher": "▲", "lower": "▼"}

@@ -6,9 +6,9 @@
 * :mod:`fairrun.sweep.resources`: each job's CPU threads and GPU (``local_parallel`` slots).
 
 Importing the package registers the sweep's resolvers (``${fairrun_methods:}``, ``${fairrun_parallel_jobs:}``);
-:mod:`fairrun.cli` does at start-up of every command (see :mod:`fairrun.resolvers`).
+:mod:`fairrun.cli` does at start-up of every command (see :mod:`fairrun.core.resolvers`).
 """
-from fairrun.resolvers import register_resolvers
+from fairrun.core.resolvers import register_resolvers
 from fairrun.sweep.jobs import ERROR, failure_text, run_sweep_job
 from fairrun.sweep.methods import methods_for, methods_resolver, suitable_methods
 from fairrun.sweep.resources import (JobResources, parallel_jobs, parallel_share, selected_gpus, slot_dir_name,

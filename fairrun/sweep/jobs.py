@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from fairrun.errors import FairrunError, paragraph
+from fairrun.core.errors import FairrunError, paragraph
 
 log = logging.getLogger("fairrun")
 
@@ -35,7 +35,7 @@ def run_sweep_job(work: Callable[[], object], run_dir: Path, job_num, sweep_dir:
     """Run one job of a multirun. A failure is written to ``<run dir>/error.txt`` and logged, and the job
     returns, so the sweep goes on; Ctrl-C or SIGTERM (after the job saved checkpoints/last.pt) stops the
     sweep with code 130 or 143."""
-    from fairrun.errors import Interrupted
+    from fairrun.core.errors import Interrupted
 
     try:
         work()

@@ -8,7 +8,7 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 log = logging.getLogger("fairrun")
 
@@ -96,7 +96,7 @@ def suitable_methods(run_cfg, num_classes: int | None, num_groups: int | None) -
     from omegaconf import OmegaConf
 
     from fairrun.config import validate_run_config
-    from fairrun.errors import FairrunError
+    from fairrun.core.errors import FairrunError
     from fairrun.methods import build_method
     from fairrun.methods.registry import METHODS, RUNTIME_NEEDS
 

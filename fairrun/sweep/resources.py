@@ -15,7 +15,7 @@ from typing import Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from fairrun.errors import FairrunError, paragraph
+from fairrun.core.errors import FairrunError, paragraph
 
 log = logging.getLogger("fairrun")
 
@@ -114,7 +114,7 @@ def _orphaned(launcher: int) -> None:
     written (the main thread may be inside a write to sys.stderr)."""
     _ORPHANED.acquire(timeout=5)
     try:
-        from fairrun.rundir_lock import release_all
+        from fairrun.rundir.lock import release_all
 
         release_all()
         message = (f"fairrun: the launching process (PID {launcher}) is gone: local_parallel worker "
@@ -125,7 +125,7 @@ def _orphaned(launcher: int) -> None:
 
 
 def _launcher_gone() -> bool:
-    from fairrun.rundir_lock import process_alive
+    from fairrun.rundir.lock import process_alive
 
     return os.getppid() != _WATCH["parent"] or not process_alive(_WATCH["launcher"], _WATCH["ticks"])
 
@@ -157,7 +157,7 @@ def watch_launcher() -> None:
     real-time signal that nothing else sends)."""
     if _WATCH:
         return
-    from fairrun.rundir_lock import _start_ticks, parent_death_signal
+    from fairrun.rundir.lock import _start_ticks, parent_death_signal
 
     parent = os.getppid()
     try:

@@ -20,7 +20,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fairrun.errors import FairrunError, SweepFailed, paragraph
+from fairrun.core.errors import FairrunError, SweepFailed, paragraph
 from fairrun.sweep.resources import slot_dir_name
 
 log = logging.getLogger("fairrun")
@@ -184,7 +184,7 @@ class SweepSummary(Callback):
         """Runs in the launching process before the sweeper writes multirun.yaml or any job starts. A
         callback's exceptions are only warnings in Hydra: a refusal exits here (code 2), with one
         paragraph."""
-        from fairrun.rundir_lock import acquire, sweep_dir_cure
+        from fairrun.rundir.lock import acquire, sweep_dir_cure
 
         self.started = time.time()
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fairrun import rundir
 from fairrun.config import RunConfig, load_run_config
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 log = logging.getLogger("fairrun")
 
@@ -54,9 +54,9 @@ def model_io(train) -> dict:
 
 
 def check_same_config(cfg: RunConfig, run_dir: Path, held: str = "a finished run") -> None:
-    """Raise ConfigError (:class:`~fairrun.rundir_lock.RunDirRefused`: nothing is written into ``run_dir``) when
+    """Raise ConfigError (:class:`~fairrun.rundir.lock.RunDirRefused`: nothing is written into ``run_dir``) when
     ``run_dir`` holds a run (``held``) of a different configuration; the message names the keys that differ."""
-    from fairrun.rundir_lock import RunDirRefused, config_differences
+    from fairrun.rundir.lock import RunDirRefused, config_differences
 
     saved = load_run_config(run_dir / rundir.RUN_CONFIG)
     if saved.fingerprint() != cfg.fingerprint():

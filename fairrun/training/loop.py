@@ -20,9 +20,9 @@ from fairrun.config import RunConfig
 from fairrun.data.batches import Augmentation, fits_on_device, load_into_memory, move_to_device
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
-from fairrun.devices import resolve_device, seed_everything
-from fairrun.errors import ConfigError, Interrupted, NonFiniteLoss
-from fairrun.evaluate import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
+from fairrun.core.devices import resolve_device, seed_everything
+from fairrun.core.errors import ConfigError, Interrupted, NonFiniteLoss
+from fairrun.evaluation.predictions import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.models import build_model
@@ -265,7 +265,7 @@ class Trainer:
 
     def evaluate_other_datasets(self, base: dict) -> pd.DataFrame:
         """Test on every ``eval_datasets`` entry; rows ``split=<dataset>:test`` join results.pkl."""
-        from fairrun.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
+        from fairrun.evaluation.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
 
         rows, preds = [], []
         for entry in self.cfg.eval_datasets:

@@ -13,8 +13,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fairrun import rundir
 from fairrun.config import RunConfig
-from fairrun.report_table import print_results
-from fairrun.trained import load_trained
+from fairrun.report.console import print_results
+from fairrun.evaluation.trained import load_trained
 from fairrun.training.checks import check_same_config
 from fairrun.training.loop import Trainer
 from fairrun.training.signals import StopFlag
@@ -34,7 +34,7 @@ class SubRuns:
         return run_training(cfg, run_dir)
 
     def load(self, run_dir: Path):
-        """A finished run's best classifier on this run's device (:func:`fairrun.trained.load_trained`)."""
+        """A finished run's best classifier on this run's device (:func:`fairrun.evaluation.trained.load_trained`)."""
         return load_trained(run_dir, self.device)
 
 
@@ -43,10 +43,10 @@ def run_training(cfg: RunConfig, run_dir: Path, on_accept=None) -> pd.DataFrame:
 
     Resumes from ``checkpoints/last.pt`` when ``cfg.resume`` and the checkpoint's config matches;
     a finished run (``done`` marker) is not trained again. Holds the run directory's lock
-    (:mod:`fairrun.rundir_lock`) throughout; nothing is written into the directory before the config is
+    (:mod:`fairrun.rundir.lock`) throughout; nothing is written into the directory before the config is
     accepted (a run of another configuration there is refused first); ``on_accept()`` is called then.
     """
-    from fairrun.rundir_lock import hold, run_dir_cure
+    from fairrun.rundir.lock import hold, run_dir_cure
 
     run_dir = Path(run_dir)
     with hold(run_dir, "run", run_dir_cure(run_dir)):

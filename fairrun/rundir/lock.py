@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 log = logging.getLogger("fairrun")
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from fairrun.validation import require, require_choice
+from fairrun.core.validation import require, require_choice
 
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 log = logging.getLogger("fairrun")
 

@@ -1,8 +1,8 @@
 """Bottom-layer validation helpers: turn a config node into a typed dataclass and check values.
 
-Every problem becomes a :class:`~fairrun.errors.ConfigError` that names the full key, the value and what
+Every problem becomes a :class:`~fairrun.core.errors.ConfigError` that names the full key, the value and what
 is accepted. Imported by every layer that owns a config section (datasets, models, methods, privacy,
-generative models), so this module imports nothing of fairrun but :mod:`fairrun.errors`.
+generative models), so this module imports nothing of fairrun but :mod:`fairrun.core.errors`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from fairrun.errors import ConfigError
+from fairrun.core.errors import ConfigError
 
 
 def typed_section(section: str, schema: type, node: Any) -> Any:

@@ -19,8 +19,8 @@ from fairrun.data.files import table_and_splits
 from fairrun.data.groups import group_names, protected_list
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import DATASETS, load_dataset
-from fairrun.errors import FairrunError
-from fairrun.transfer import entry_dict, eval_dataset_config
+from fairrun.core.errors import FairrunError
+from fairrun.evaluation.transfer import entry_dict, eval_dataset_config
 
 log = logging.getLogger("fairrun")
 

@@ -12,8 +12,8 @@ import types
 
 from torch import nn
 
-from fairrun.validation import require, require_choice
-from fairrun.errors import ConfigError
+from fairrun.core.validation import require, require_choice
+from fairrun.core.errors import ConfigError
 
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 

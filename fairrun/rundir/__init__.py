@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairrun.errors import FairrunError
-from fairrun.fingerprint import fingerprint
+from fairrun.core.errors import FairrunError
+from fairrun.core.fingerprint import fingerprint
 
 log = logging.getLogger("fairrun")
 
@@ -604,6 +604,3 @@ def _main(argv: list[str] | None = None) -> int:
             return 2
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

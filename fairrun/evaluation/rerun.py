@@ -10,16 +10,16 @@ from omegaconf import OmegaConf
 
 from fairrun import rundir
 from fairrun.config import load_run_config
-from fairrun.sections import GpuConfig
-from fairrun.validation import typed_section
+from fairrun.core.sections import GpuConfig
+from fairrun.core.validation import typed_section
 from fairrun.data.registry import load_dataset
-from fairrun.errors import FairrunError
-from fairrun.rundir_lock import hold
-from fairrun.evaluate import fit_decision_rule, measure, raw_predictions
-from fairrun.trained import read_best, rebuild
-from fairrun.report_table import print_results
-from fairrun.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
-from fairrun.devices import resolve_device
+from fairrun.core.errors import FairrunError
+from fairrun.rundir.lock import hold
+from fairrun.evaluation.predictions import fit_decision_rule, measure, raw_predictions
+from fairrun.evaluation.trained import read_best, rebuild
+from fairrun.report.console import print_results
+from fairrun.evaluation.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
+from fairrun.core.devices import resolve_device
 from fairrun.training.results import PRIVACY_COLUMNS, run_metadata
 
 log = logging.getLogger("fairrun")
@@ -57,7 +57,7 @@ def run_eval(run_dir: Path, eval_cfg, explicit_keys: set = frozenset()) -> pd.Da
     ``eval_cfg``, evaluates on that dataset's test split instead (cross-dataset evaluation) and
     appends ``split=<name>:test`` rows to results.pkl.
 
-    Writing into ``run_dir`` holds its lock (:mod:`fairrun.rundir_lock`), so an evaluation never writes
+    Writing into ``run_dir`` holds its lock (:mod:`fairrun.rundir.lock`), so an evaluation never writes
     beside a training run that is still going on. With ``out_dir`` set in ``eval_cfg`` nothing is written
     into ``run_dir`` (which may then be read-only): eval_results.pkl (the cross-dataset rows too) and the
     cross-dataset predictions go to ``out_dir``.
@@ -130,7 +130,7 @@ def evaluate_other(run_dir: Path, cfg, other, explicit_keys: set, model, method,
     (with ``out_dir``: write them to ``out_dir``/eval_results.pkl, predictions beside them).
 
     Only the dataset keys given on the command line (``explicit_keys``) override that dataset's
-    YAML; target and protected otherwise follow the training run (see fairrun.transfer).
+    YAML; target and protected otherwise follow the training run (see fairrun.evaluation.transfer).
     """
     other = OmegaConf.to_container(other, resolve=True) if not isinstance(other, dict) else other
     entry = {"name": other["name"], **{k: other[k] for k in explicit_keys if k in other}}

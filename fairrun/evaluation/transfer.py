@@ -21,12 +21,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from fairrun import rundir
-from fairrun.validation import typed_section
+from fairrun.core.validation import typed_section
 from fairrun.data.base import LabeledSplit
 from fairrun.data.groups import label_split
 from fairrun.data.registry import DATASETS, read_splits, validate_dataset_config
-from fairrun.errors import ConfigError, FairrunError
-from fairrun.evaluate import DecisionRule, measure, raw_predictions
+from fairrun.core.errors import ConfigError, FairrunError
+from fairrun.evaluation.predictions import DecisionRule, measure, raw_predictions
 
 log = logging.getLogger("fairrun")
 

@@ -26,8 +26,8 @@ from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from fairrun.errors import ConfigError
-from fairrun.validation import typed_section
+from fairrun.core.errors import ConfigError
+from fairrun.core.validation import typed_section
 
 TARGET = "_target_"
 

@@ -12,8 +12,8 @@ import torch
 
 from fairrun.data.base import LabeledSplit
 from fairrun.data.batches import to_float
-from fairrun.decision import apply_threshold, choose_threshold, fit_threshold_optimizer, postprocessed
-from fairrun.errors import FairrunError
+from fairrun.evaluation.decision import apply_threshold, choose_threshold, fit_threshold_optimizer, postprocessed
+from fairrun.core.errors import FairrunError
 from fairrun.metrics import group_metrics
 from fairrun.metrics.bootstrap import bootstrap_intervals, should_bootstrap_scores
 

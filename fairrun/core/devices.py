@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from fairrun.errors import FairrunError
+from fairrun.core.errors import FairrunError
 
 
 def seed_everything(seed: int) -> None:
