@@ -26,7 +26,7 @@ from fairrun.methods.base import TrainingPlan
 from fairrun.methods.dpsgd import DPSGDConfig
 from fairrun.methods.erm import ERMConfig
 from fairrun.models import MODELS, build_model
-from fairrun.privacy import opacus_compatible
+from fairrun.methods.privacy import opacus_compatible
 
 warnings.filterwarnings("ignore")
 logging.getLogger("fairrun").setLevel(logging.ERROR)
