@@ -68,8 +68,8 @@ def unknown_key_message(config_name: str, args: list[str]) -> Optional[str]:
     except ConfigCompositionException as err:
         text = f"{err} {err.__cause__ or ''}"
         found = re.search(r"Could not override '([^']+)'", text)
-        if not found or "not in struct" not in text:
-            return None
+        if not found or not re.search(r"not in struct|Key '[^']+' not in '", text):
+            return wrong_type_message(text) or preset_key_message(text)
     except Exception:  # noqa: BLE001 - anything else is the app's to report
         return None
     key = found.group(1)
@@ -96,6 +96,37 @@ def unknown_key_message(config_name: str, args: list[str]) -> Optional[str]:
         f"'{leaf}'. " + (f"Its keys are: {', '.join(keys)}. " if keys else "")
         + "Correct the spelling (fairrun checks every section against its schema, so a new key cannot be "
         "added with +).")
+
+
+def wrong_type_message(text: str) -> Optional[str]:
+    """One paragraph for an override whose value the key's schema cannot take (Hydra composes the config
+    against the schemas of fairrun.config.store: ``trainer.epochs=ten`` fails there), or None."""
+    found = re.search(r"Error merging override ([^=\s]+)=\S*\s+Value '(.*?)'(?: of type '\w+')? "
+                      r"(?:could not be converted to (\w+)|is not a valid (\w+))", text)
+    if not found:
+        return None
+    key, value, wanted = found.group(1), found.group(2), found.group(3) or found.group(4)
+    accepted = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}.get(wanted, wanted)
+    return paragraph(f"fairrun: error: invalid value for '{key}': {value!r}. Accepted: {accepted} (the type of "
+                     f"'{key}' in its schema; every key, its type and its default: docs/configuration.md).")
+
+
+def preset_key_message(text: str) -> Optional[str]:
+    """One paragraph for a YAML preset that sets a key its schema does not have (e.g. ``etta: 1`` in a
+    ``method/mydro.yaml`` that extends ``/schema/method/groupdro``), or None."""
+    found = re.search(r"In '([^']+)': ConfigKeyError raised while composing config:\s+Key '([^']+)' not in "
+                      r"'(\w+)'\s+full_key: (\S+)", text)
+    if not found:
+        return None
+    preset, key, schema, full_key = found.groups()
+    section = full_key.rpartition(".")[0]
+    from fairrun.config.store import schema_fields_by_name
+
+    fields = sorted(schema_fields_by_name(schema))
+    return paragraph(f"fairrun: error: the config file {preset}.yaml sets '{key}' ({full_key}), a key that its "
+                     f"schema {schema} does not have" + (f"; the keys of '{section}' are: {', '.join(fields)}"
+                                                         if fields else "")
+                     + ". Correct the spelling in that file (a preset may only change its schema's keys).")
 
 
 REGISTRIES = {"method": ("fairrun.methods", "METHODS"), "model": ("fairrun.models", "MODELS"),

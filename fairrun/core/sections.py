@@ -24,38 +24,40 @@ SCHEDULERS = ("none", "step", "cosine")
 class TrainerConfig:
     """Optimisation settings (``trainer.*``)."""
 
-    epochs: int = 5
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    gamma: float = 0.9
-    eval_every: int = 1
+    epochs: int = 5  # passes over the training set
+    batch_size: int = 128  # training batch size
+    eval_batch_size: int = 512  # batch size when predicting val and test
+    lr: float = 1e-3  # learning rate
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # L2 penalty (adam: coupled, as torch.optim.Adam)
+    scheduler: str = "none"  # none | step (lr x gamma every epoch) | cosine
+    gamma: float = 0.9  # step scheduler factor
+    eval_every: int = 1  # validate every N epochs (and always after the last)
 
 
 @dataclass
 class GpuConfig:
     """Device settings (``gpu.*``); AMP and channels_last apply on CUDA only."""
 
-    device: str = "auto"
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
+    device: str = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda
+    amp: str = "off"  # off | bf16 | fp16 (CUDA only)
+    channels_last: bool = False  # CUDA only
+    compile: bool = False  # torch.compile the model
     num_workers: int = 0  # image-decoding processes when a dataset cache is built (0 = one per core)
-    data_on_device: str = "auto"  # keep the training images on the GPU: auto (if they fit) | true | false
+    # CUDA: keep the training images on the GPU: auto (when they fit) | true | false
+    data_on_device: str = "auto"
 
 
 @dataclass
 class ImbalanceConfig:
     """Training-set imbalance (``imbalance.*``): ``ratio`` is the majority group's share (null = as is)."""
 
-    ratio: Optional[float] = None
-    majority: Optional[str] = None
-    size: Optional[int] = None
-    balance_target: bool = False  # keep the target classes equally frequent inside every group
+    ratio: Optional[float] = None  # null = data as is; 1.0 = minority absent; 0.5 = balanced (two groups)
+    majority: Optional[str] = None  # group name; null = the largest group of the training split
+    size: Optional[int] = None  # training-set size; null = the largest achievable for the ratio
+    # true: the target classes are equally frequent inside every group (the imbalance study)
+    balance_target: bool = False
 
 
 def validate_trainer(t: TrainerConfig) -> None:

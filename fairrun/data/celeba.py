@@ -91,11 +91,12 @@ class CelebAConfig(ImageDatasetConfig):
     """``dataset=celeba``: CelebA from disk (official or Kaggle layout); keys under ``dataset.``."""
 
     name: str = "celeba"
-    target: str = "Smiling"
+    target: str = "Smiling"  # any of the 40 attributes, e.g. Smiling, Blond_Hair, Young
+    # an attribute (Male or its alias gender, ...), or a list for intersectional groups: [Male, Young]
     protected: Any = "Male"
-    image_size: int = 64
+    image_size: int = 64  # side in pixels of the square images the model sees (resized once, cached)
     crop: str = "center"  # the published CelebA code center-crops 178x178, then resizes
-    crop_size: Optional[int] = 178
+    crop_size: Optional[int] = 178  # side of the center crop (crop=center only)
     layout: str = "auto"  # auto (official if complete, else Kaggle) | official | kaggle
 
 

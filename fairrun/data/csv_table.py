@@ -39,15 +39,17 @@ class CSVConfig(ImageDatasetConfig):
     """``dataset=csv``: images listed in a CSV with their attributes (and optionally their split)."""
 
     name: str = "csv"
-    target: str = ""
-    protected: Any = ""
-    image_size: int = 64
-    crop: str = "square"
-    csv: Optional[str] = None  # the CSV file (relative to the launch directory)
+    target: str = ""  # required: an attribute column, e.g. smiling
+    protected: Any = ""  # required: an attribute column, or a list for intersectional groups
+    image_size: int = 64  # images are resized to image_size x image_size when the cache is built
+    crop: str = "square"  # square: centred largest square | center: centred crop_size square | none
+    csv: Optional[str] = None  # the CSV file (relative to the launch directory); required
     path_column: str = "path"  # column with image paths, relative to dataset.root or absolute
-    split_column: Optional[str] = None  # column with train/val/test (or 0/1/2); null = carve splits
-    attributes: Optional[list[str]] = None  # attribute columns; null = every other column
-    max_values: int = 50  # reject attribute columns with more distinct values (ids, continuous)
+    # column with train/val/test (also valid/validation, 0/1/2); null = carve splits
+    split_column: Optional[str] = None
+    # attribute columns, e.g. [gender, smiling]; null = every other column
+    attributes: Optional[list[str]] = None
+    max_values: int = 50  # reject attribute columns with more distinct values (ids, continuous values)
 
 
 def validate(cfg) -> None:

@@ -79,14 +79,16 @@ class FairFaceConfig(ImageDatasetConfig):
     """``dataset=fairface``: FairFace from disk; keys under ``dataset.``."""
 
     name: str = "fairface"
-    target: str = "gender"
-    protected: Any = "race"
-    image_size: int = 64
-    padding: float = 0.25  # image set: 0.25 (main) or 1.25
-    image_dir: Optional[str] = None  # folder holding train/ and val/; null: found from padding
+    target: str = "gender"  # gender | race | age | age_group
+    protected: Any = "race"  # an attribute, or a list for intersectional groups: [race, gender]
+    image_size: int = 64  # side in pixels of the square images the model sees (resized once, cached)
+    padding: float = 0.25  # image set: 0.25 (main, tight crops) or 1.25 (more context around the face)
+    # folder holding train/ and val/ (relative to root). null: the first holding a train/
+    image_dir: Optional[str] = None
     race_groups: int = 7  # 7 official | 5 UTKFace-compatible | 4 (Latino_Hispanic, Middle Eastern dropped)
-    age_threshold: int = 30  # age_group: under_T vs T_plus; T a bin lower edge (3, 10, ..., 70)
-    service_test_only: bool = False  # keep only rows with service_test True (the balanced subset)
+    age_threshold: int = 30  # age_group splits at this age: a bin lower edge 3, 10, 20, 30, 40, 50, 60 or 70
+    # true: keep only rows with service_test True (the authors' balanced subset)
+    service_test_only: bool = False
 
 
 def validate(cfg) -> None:

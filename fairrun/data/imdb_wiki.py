@@ -66,17 +66,19 @@ class IMDBWikiConfig(ImageDatasetConfig):
     """``dataset=imdb_wiki``: the IMDB-WIKI face crops (imdb or wiki) or a hand-cleaned label sheet."""
 
     name: str = "imdb_wiki"
-    target: str = "gender"
+    target: str = "gender"  # gender, age_group (at age_threshold), age_decade; ethnicity with labels
+    # an attribute name, or a list for intersectional groups: [age_group, gender]
     protected: Any = "age_group"
-    image_size: int = 64
-    crop: str = "square"
+    image_size: int = 64  # images are resized to image_size x image_size when the cache is built
+    crop: str = "square"  # square: centred largest square | center: centred crop_size square | none
     source: str = "imdb"  # imdb | wiki
-    age_threshold: int = 30  # age_group: under_T (age < T) | T_plus; 1..100
-    drop_bad_age: bool = True  # drop rows with unknown or implausible (outside 0..100) age
+    age_threshold: int = 30  # age_group: under_30 (age < 30) | 30_plus; 1..100
+    drop_bad_age: bool = True  # drop rows with unknown or implausible (outside 0..100) age; false = "Unknown"
     drop_no_face: bool = True  # drop rows where no face was detected (face_score = -inf)
     drop_multiple_faces: bool = True  # drop rows with a second face (second_face_score not NaN)
     drop_unknown_gender: bool = True  # drop rows without gender; false = gender value "Unknown"
-    min_face_score: Optional[float] = None  # drop rows with a lower face_score; null = no threshold
+    # drop rows with a lower face_score (e.g. 3.0); null = no threshold
+    min_face_score: Optional[float] = None
     labels: Optional[str] = None  # cleaned CSV/XLSX sheet (full_path, gender, ethnicity) instead of the .mat
 
 

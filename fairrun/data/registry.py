@@ -29,9 +29,9 @@ class SyntheticDatasetConfig(SyntheticConfig):
     """``dataset=synthetic``: procedurally drawn faces generated in memory (no files)."""
 
     name: str = "synthetic"
-    target: str = "smiling"
-    protected: Any = "group"
-    root: Optional[str] = None
+    target: str = "smiling"  # the attribute to predict: smiling, group or glasses
+    protected: Any = "group"  # an attribute name, or a list for intersectional groups: [group, glasses]
+    root: Optional[str] = None  # unused: generated in memory
 
 
 class Dataset:

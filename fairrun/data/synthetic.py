@@ -51,9 +51,9 @@ _CHUNK_PIXELS = 2**18  # pixels rendered at once: keeps temporaries small and ca
 class SyntheticConfig:
     """Settings of the synthetic dataset (field names are also YAML keys under ``dataset.``)."""
 
-    n_train: int = 4000
-    n_val: int = 1000
-    n_test: int = 2000
+    n_train: int = 4000  # training images
+    n_val: int = 1000  # validation images
+    n_test: int = 2000  # test images
     image_size: int = 32  # square images, 16..128 pixels
     num_groups: int = 2  # 1..MAX_GROUPS
     group_proportions: list[float] | None = None  # train shares; None = default_group_proportions()

@@ -120,7 +120,7 @@ class ImageDatasetConfig:
     """
 
     name: str = ""
-    root: Optional[str] = None
+    root: Optional[str] = None  # folder holding your copy (required); relative paths: from the launch directory
     target: str = ""
     protected: Any = ""
     image_size: int = 64

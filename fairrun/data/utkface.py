@@ -52,11 +52,11 @@ class UTKFaceConfig(ImageDatasetConfig):
     """``dataset=utkface``: UTKFace images with labels in their file names (no official split)."""
 
     name: str = "utkface"
-    target: str = "gender"
-    protected: Any = "race"
-    image_size: int = 64
-    crop: str = "square"
-    age_threshold: int = 30  # age_group: under_T (age < T) | T_plus; 1..116
+    target: str = "gender"  # gender, race, age_group (at age_threshold) or age_decade
+    protected: Any = "race"  # an attribute name, or a list for intersectional groups: [race, gender]
+    image_size: int = 64  # images are resized to image_size x image_size when the cache is built
+    crop: str = "square"  # square: centred largest square | center: centred crop_size square | none
+    age_threshold: int = 30  # age_group: under_30 (age < 30) | 30_plus; 1..116
 
 
 def validate(cfg) -> None:

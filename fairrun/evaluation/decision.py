@@ -63,9 +63,11 @@ class PostprocessConfig:
     """``postprocess=none|threshold``: fairlearn ThresholdOptimizer fitted on validation."""
 
     name: str = "none"
+    # demographic_parity | equalized_odds | true_positive_rate_parity | false_positive_rate_parity
     constraint: str = "demographic_parity"
+    # accuracy_score | balanced_accuracy_score (maximised under the constraint)
     objective: str = "accuracy_score"
-    grid_size: int = 1000
+    grid_size: int = 1000  # thresholds searched per group
 
     def validate(self) -> None:
         if self.name not in ("none", "threshold"):

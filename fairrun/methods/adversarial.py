@@ -59,12 +59,15 @@ class AdversarialConfig:
     """``method=adversarial`` keys (see ``conf/method/adversarial.yaml``)."""
 
     name: str = "adversarial"
-    input: str = "latent"  # latent | logits | logits_label
-    alpha: float = 1.0  # gradient reversal strength
+    # u, what the adversary sees: latent (the representation; removes the group from it)
+    input: str = "latent"
+    # gradient reversal strength α >= 0 (weight of the adversary's loss for the classifier)
+    alpha: float = 1.0
     adv_hidden: int = 64  # adversary hidden width
-    adv_layers: int = 2  # adversary hidden layers (0 = linear adversary)
-    adv_balance: bool = False  # adversary loss: mean over samples (false) or over groups (true)
-    warmup: float = 0.0  # fraction of the run's steps over which α ramps from 0
+    adv_layers: int = 2  # adversary hidden ReLU layers (0 = a linear adversary, as in Zhang et al.)
+    # true: the adversary's loss averages the groups present in the batch (each group
+    adv_balance: bool = False
+    warmup: float = 0.0  # fraction of the run's training steps over which α ramps linearly from 0 (0 = none)
 
     def validate(self) -> None:
         require_choice("method.input", self.input, INPUTS)

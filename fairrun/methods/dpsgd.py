@@ -44,15 +44,22 @@ class DPSGDConfig:
     """``method=dpsgd``: noise (or a target ε), clipping norm, δ, accountant, sampling and memory keys."""
 
     name: str = "dpsgd"
-    noise_multiplier: Optional[float] = 1.0  # σ: noise std = σ * max_grad_norm (before dividing by the batch)
-    target_epsilon: Optional[float] = None  # instead of σ: the ε the planned training should spend
-    max_grad_norm: float = 1.0  # C: per-example gradient L2 clipping norm
-    delta: Optional[float] = None  # null: largest power of ten below 1/N
-    accountant: str = "rdp"  # rdp | prv | gdp (Opacus accountants)
-    poisson_sampling: bool = True  # each example joins each batch independently with probability B/N
-    grad_sample_mode: str = "auto"  # auto | hooks | ghost | functorch
-    physical_batch_size: Optional[int] = None  # split logical batches into chunks of at most this size
-    balance: str = "none"  # none | over | under (resampling before private training); reweight is refused
+    # σ (noise std = σ * max_grad_norm): 1.0, or null once target_epsilon is set
+    noise_multiplier: Optional[float] = 1.0
+    # e.g. method.target_epsilon=8: Opacus picks σ so that trainer.epochs of training spend this ε
+    target_epsilon: Optional[float] = None
+    max_grad_norm: float = 1.0  # C: per-example gradient clipping norm (L2, over all parameters)
+    # null = largest power of ten below 1/N (N = training-set size), e.g. 1e-5 for N = 30,000
+    delta: Optional[float] = None
+    accountant: str = "rdp"  # rdp | prv | gdp (Opacus accountants; rdp matches most published ε)
+    # each example joins each batch with probability B/N (what the privacy analysis assumes)
+    poisson_sampling: bool = True
+    # auto (ghost for mlp, hooks otherwise: the faster in scripts/bench_dpsgd.py) | hooks | ghost | functorch
+    grad_sample_mode: str = "auto"
+    # e.g. 64: split each logical batch (trainer.batch_size) into chunks of at most this size
+    physical_batch_size: Optional[int] = None
+    # none | over (group-balanced Poisson sampling) | under (balanced subset); reweight is refused
+    balance: str = "none"
     balance_by: str = "group"  # group | group_label: the cells that balance=over/under equalise
 
     def validate(self) -> None:

@@ -62,10 +62,11 @@ class FairMaskConfig:
     """``method=fair_mask`` keys (see the module docstring)."""
 
     name: str = "fair_mask"
-    latent_dim: int = 32  # bottleneck units before the head
+    latent_dim: int = 32  # bottleneck units (Linear -> ReLU -> mask) before the head
     score: str = "corr"  # corr | logreg: how a unit's dependence on the protected attribute is scored
     top_k: Optional[int] = 4  # mask the top_k highest-scoring units ...
-    threshold: Optional[float] = None  # ... or every unit scoring above threshold (set exactly one)
+    # ... or every unit scoring above threshold (set exactly one; the other null)
+    threshold: Optional[float] = None
 
     def validate(self) -> None:
         require(self.latent_dim >= 1, "method.latent_dim", self.latent_dim, "an integer >= 1")

@@ -50,13 +50,14 @@ class FairRegConfig:
     """``method=fair_reg`` keys (see ``conf/method/fair_reg.yaml``)."""
 
     name: str = "fair_reg"
-    kind: str = "loss"  # loss | accuracy | dp | eopp
-    lam: float = 10.0  # penalty weight (the notebook used 10)
-    group_weights: Optional[list[float]] = None  # w_g for kind=loss/accuracy; null = all 1
-    gap: str = "squared"  # dp/eopp: squared | absolute
-    decay: bool = True  # λ decays linearly over the run; false = constant lam
-    decay_start: float = 1.0  # λ(0) = lam * decay_start
-    decay_end: float = 0.01  # λ(T-1) = lam * decay_end
+    kind: str = "loss"  # penalty P, over the groups present in the batch:
+    lam: float = 10.0  # penalty weight λ, >= 0 (the notebook used 10)
+    # kind=loss/accuracy: w_g, one number >= 0 per group in group order, e.g. [1, 10]
+    group_weights: Optional[list[float]] = None
+    gap: str = "squared"  # dp/eopp: squared (m_0 − m_1)² | absolute |m_0 − m_1| (FFB's form);
+    decay: bool = True  # λ decays linearly over the run's training steps; false = λ stays lam
+    decay_start: float = 1.0  # λ at the first step = lam · decay_start
+    decay_end: float = 0.01  # λ at the last step = lam · decay_end
 
     def validate(self) -> None:
         require_choice("method.kind", self.kind, KINDS)

@@ -55,9 +55,10 @@ class FairALMConfig:
     """``method=fairalm`` keys (see ``conf/method/fairalm.yaml``)."""
 
     name: str = "fairalm"
-    constraint: str = "deo"  # deo (TPR gap) | ddp (FairALM's DDP: the accuracy gap)
-    eta: float = 1.0  # dual step size η (also the weight of the augmented term)
-    surrogate: str = "probability"  # probability | cross_entropy
+    # deo: TPR gap (fairrun's eopp_diff); μ_s = soft false-negative rate of group s (y=1 only)
+    constraint: str = "deo"
+    eta: float = 1.0  # η > 0: dual step size and weight of the augmented term η·(μ_0 + μ_1)
+    surrogate: str = "probability"  # μ_s from probabilities: mean 1 − p(y=1) (deo) / 1 − p(true class) (ddp)
 
     def validate(self) -> None:
         require_choice("method.constraint", self.constraint, CONSTRAINTS)

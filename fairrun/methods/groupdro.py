@@ -22,8 +22,9 @@ class GroupDROConfig:
     generalisation adjustment ``adj``."""
 
     name: str = "groupdro"
-    eta: float = 0.01  # step size of the exponentiated-gradient update of q
-    groups: str = "group_label"  # group_label (protected group x label) | group
+    # step size: q_g <- q_g exp(eta (L_g + adj / sqrt(n_g))), then q normalised (paper: 0.01)
+    eta: float = 0.01
+    groups: str = "group_label"  # group_label: protected group x label cells | group: protected groups only
     adj: float = 0.0  # generalisation adjustment C: C / sqrt(n_g) is added to each group's loss
 
     def validate(self) -> None:

@@ -23,7 +23,7 @@ class ResampleConfig:
 
     name: str = "resample"
     mode: str = "over"  # over | under
-    by: str = "group"  # group | group_label
+    by: str = "group"  # group | group_label: the cells to balance
     seed: int = 0  # undersampling only: seeds the choice of the kept rows
 
     def validate(self) -> None:

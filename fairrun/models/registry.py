@@ -29,8 +29,8 @@ class MLPConfig:
     """Dropout -> 500 -> BN -> ReLU -> 250 -> BN -> ReLU -> classes (the FairFace notebook's MLP)."""
 
     name: str = "mlp"
-    hidden: List[int] = field(default_factory=lambda: [500, 250])
-    dropout: float = 0.2
+    hidden: List[int] = field(default_factory=lambda: [500, 250])  # widths of the hidden layers
+    dropout: float = 0.2  # dropout on the flattened input (the FairFace notebook's)
 
     def validate(self) -> None:
         require(0 <= self.dropout < 1, "model.dropout", self.dropout, "a number in [0, 1)")
@@ -43,8 +43,8 @@ class CNNConfig:
     """A small conv-BN-ReLU network; one 2x downsampling stage per block."""
 
     name: str = "cnn"
-    width: int = 32
-    blocks: int = 3
+    width: int = 32  # channels of the first block; doubles per block
+    blocks: int = 3  # conv-BN-ReLU-maxpool blocks (capped so that at least 4x4 pixels remain)
 
     def validate(self) -> None:
         require(self.width >= 1, "model.width", self.width, "an integer >= 1")
@@ -56,7 +56,7 @@ class ResNetConfig:
     """torchvision ResNet; small inputs (< 96 px) get a 3x3 stride-1 stem without max-pooling."""
 
     name: str = "resnet18"
-    pretrained: bool = False
+    pretrained: bool = False  # ImageNet weights from the local torch cache ($TORCH_HOME/hub/checkpoints)
 
 
 def _logreg(cfg: LogRegConfig, channels: int, size: int, num_classes: int) -> Classifier:

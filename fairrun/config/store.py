@@ -1,0 +1,119 @@
+"""Every config group option's schema in Hydra's ConfigStore: the dataclasses hold the defaults.
+
+Hydra composes a run from config groups (``dataset=celeba``, ``method=groupdro``, ...). Each option of a
+group is the schema of its code module: a dataset's, model's or method's ``Config`` dataclass (found
+through their registries), :class:`~fairrun.core.sections.TrainerConfig`, ``GpuConfig``,
+``ImbalanceConfig`` and :class:`~fairrun.evaluation.decision.PostprocessConfig`. They are stored twice:
+
+- as ``schema/<group>/<option>``, always, so that a YAML preset can extend it (Hydra's "extending a
+  structured config" pattern): ``defaults: [/schema/method/dpsgd@_here_, _self_]`` then only the keys
+  that differ;
+- as ``<group>/<option>`` itself, unless ``conf/<group>/<option>.yaml`` exists (that file is then the
+  option, a preset on top of its schema).
+
+So a default is written once, in its dataclass; a YAML file exists only where a preset differs from it
+(``conf/gpu/cpu.yaml``: ``device: cpu``); a key misspelled in a YAML preset or given a value of the wrong
+type fails when Hydra composes the config. ``conf/__init__.py`` calls :func:`register_configs`, so the
+store is filled whenever Hydra reads fairrun's config package (the commands and the compose API alike).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, List
+
+from hydra.core.config_store import ConfigStore
+
+from fairrun.core.sections import GpuConfig, ImbalanceConfig, TrainerConfig
+from fairrun.data.registry import DATASETS
+from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
+from fairrun.methods import METHODS
+from fairrun.models import MODELS
+
+SCHEMA_GROUP = "schema"
+
+
+@dataclass
+class TrainSchema:
+    """`fairrun train`'s top level (``conf/train.yaml`` composes the groups into it)."""
+
+    dataset: Any = None  # the dataset group: dataset=synthetic|celeba|fairface|utkface|imdb_wiki|csv
+    model: Any = None  # the model group: model=cnn|mlp|logreg|resnet18|resnet34|resnet50
+    method: Any = None  # the method group: method=erm|groupdro|... (docs/methods.md)
+    trainer: Any = None  # the trainer group: optimisation settings
+    gpu: Any = None  # the gpu group: gpu=auto|cpu|cuda
+    imbalance: Any = None  # the imbalance group: imbalance=none|study
+    postprocess: Any = None  # the postprocess group: postprocess=none|threshold
+    seed: int = 0  # seeds weight init, batch order, dropout and imbalance sampling
+    resume: bool = True  # continue from <run dir>/checkpoints/last.pt if present; false = start the run dir over
+    eval: EvalConfig = field(default_factory=EvalConfig)  # how scores become decisions; bootstrap intervals
+    # other datasets to test on after training, e.g. [{name: utkface, root: /data/UTKFace}]
+    eval_datasets: List[Any] = field(default_factory=list)
+
+
+def group_schemas() -> dict[str, dict[str, Any]]:
+    """group -> option -> its schema (a dataclass, or an instance where options share one dataclass), for
+    every built-in option (a user's own method, model or dataset brings its YAML; docs/extending.md)."""
+    def builtin(registry) -> dict[str, Any]:
+        options = {}
+        for name, entry in sorted(registry.items()):
+            if registry.target_of(name) is None:  # options sharing a dataclass (resnet18/34/50) get their name
+                options[name] = entry.Config if entry.Config().name == name else entry.Config(name=name)
+        return options
+
+    return {
+        "dataset": builtin(DATASETS),
+        "model": builtin(MODELS),
+        "method": builtin(METHODS),
+        "trainer": {"default": TrainerConfig},
+        "gpu": {"auto": GpuConfig},
+        "imbalance": {"none": ImbalanceConfig},
+        "postprocess": {name: PostprocessConfig(name=name) for name in ("none", "threshold")},
+    }
+
+
+def preset_files(group: str) -> set[str]:
+    """Names of the YAML presets of ``group`` shipped in fairrun's config package (``conf/<group>/``)."""
+    folder = resources.files("fairrun.conf") / group
+    if not folder.is_dir():
+        return set()
+    return {item.name[:-len(".yaml")] for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def register_configs() -> None:
+    """Store every schema (``schema/<group>/<option>``), every option without a YAML preset
+    (``<group>/<option>``) and the top-level schemas of the commands (``train_schema``) in ConfigStore."""
+    store = ConfigStore.instance()
+    for group, options in group_schemas().items():
+        presets = preset_files(group)
+        for option, node in options.items():
+            store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=node)
+            if option not in presets:
+                store.store(group=group, name=option, node=node)
+    store.store(name="train_schema", node=TrainSchema)
+
+
+def schema_of(group: str, option: str) -> Any:
+    """The dataclass that holds the defaults of ``group=option`` (a built-in option), or None."""
+    node = group_schemas().get(group, {}).get(option)
+    if node is None:
+        return None
+    return node if isinstance(node, type) else type(node)
+
+
+def defaults_of(group: str, option: str) -> dict:
+    """``group=option``'s keys and their default values, from its schema."""
+    node = group_schemas()[group][option]
+    instance = node() if isinstance(node, type) else node
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
+
+
+def schema_fields_by_name(class_name: str) -> list[str]:
+    """The keys of the stored schema whose dataclass is called ``class_name`` (for error messages)."""
+    for options in group_schemas().values():
+        for node in options.values():
+            schema = node if isinstance(node, type) else type(node)
+            if schema.__name__ == class_name:
+                return [f.name for f in dataclasses.fields(schema)]
+    return []
