@@ -10,14 +10,13 @@ decoded at the model's input size. Rows are appended to results.pkl with ``split
 from __future__ import annotations
 
 import logging
+import dataclasses
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from fairrun import rundir
@@ -32,12 +31,11 @@ log = logging.getLogger("fairrun")
 
 
 def dataset_defaults(name: str) -> dict:
-    """The shipped YAML of ``dataset=<name>`` as a dict."""
+    """The keys of ``dataset=<name>`` with their defaults (its schema, as ``dataset=<name>`` composes)."""
     if name not in DATASETS:
         raise ConfigError(f"Unknown dataset {name!r} in eval_datasets. Available datasets: "
                           f"{', '.join(sorted(DATASETS))}.")
-    text = resources.files("fairrun.conf").joinpath("dataset", f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return dataclasses.asdict(DATASETS[name].Config())
 
 
 def entry_dict(entry: Any) -> dict:
