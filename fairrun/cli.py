@@ -81,11 +81,10 @@ APPS = {"train": train_app, "eval": eval_app, "prepare": prepare_app, "data": da
 
 
 def dataset_names() -> list[str]:
-    """The options of the ``dataset`` config group (conf/dataset/*.yaml), read without composing anything."""
-    from importlib import resources
+    """The options of the ``dataset`` config group (the built-in datasets' schemas and presets)."""
+    from fairrun.config.store import option_names
 
-    folder = resources.files("fairrun.conf").joinpath("dataset")
-    return sorted(p.name[:-len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return option_names("dataset")
 
 
 def _chooses(args: list[str], group: str) -> bool:

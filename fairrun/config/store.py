@@ -94,6 +94,30 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainSchema)
 
 
+def option_names(group: str) -> list[str]:
+    """Every built-in option of ``group``: its stored schemas and its YAML presets."""
+    return sorted(set(group_schemas().get(group, {})) | preset_files(group))
+
+
+def option_values(group: str, option: str) -> dict:
+    """The keys ``group=option`` sets, without composing: its schema's defaults, updated by the keys its YAML
+    preset lists (not the other groups a preset's defaults list selects); KeyError for an unknown option."""
+    values = defaults_of(group, option) if option in group_schemas().get(group, {}) else {}
+    if option in preset_files(group):
+        import yaml
+
+        data = yaml.safe_load((resources.files("fairrun.conf") / group / f"{option}.yaml").read_text()) or {}
+        extends = [d for d in data.pop("defaults", []) if isinstance(d, str) and d != "_self_"]
+        for base in extends:  # another option of the group, or the option's own schema
+            name = base.rpartition("/")[2].split("@")[0]
+            if not base.startswith("/schema/"):
+                values = {**option_values(group, name), **values}
+        values.update(data)
+    if not values:
+        raise KeyError(f"{group}={option}")
+    return values
+
+
 def schema_of(group: str, option: str) -> Any:
     """The dataclass that holds the defaults of ``group=option`` (a built-in option), or None."""
     node = group_schemas().get(group, {}).get(option)

@@ -82,7 +82,7 @@ def suitable_methods(run_cfg, num_classes: int | None, num_groups: int | None) -
     """The registered methods that can train on ``run_cfg``'s dataset, target and settings.
 
     ``run_cfg`` is a composed ``fairrun train`` config without its ``hydra`` node (an OmegaConf DictConfig);
-    each method is tried with its shipped defaults (``conf/method/<name>.yaml``) in place of ``run_cfg.method``:
+    each method is tried with its shipped defaults (its schema and preset) in place of ``run_cfg.method``:
     it suits when the whole run config validates (the method's own range checks and ``validate_run`` rules,
     e.g. DP-SGD refuses AMP) and the method accepts a target of ``num_classes`` classes and ``num_groups``
     protected groups (e.g. FairALM's TPR constraint needs a binary target); ``None`` skips that check.
@@ -91,27 +91,25 @@ def suitable_methods(run_cfg, num_classes: int | None, num_groups: int | None) -
     Returns ``(names, refused)``: the suitable names, ``erm`` (the baseline) first, then alphabetically,
     and ``{name: reason}`` for the others.
     """
-    from importlib import resources
-
     from omegaconf import OmegaConf
 
     from fairrun.config import validate_run_config
+    from fairrun.config.store import option_values
     from fairrun.core.errors import FairrunError
     from fairrun.methods import build_method
     from fairrun.methods.registry import METHODS, RUNTIME_NEEDS
 
-    conf = resources.files("fairrun.conf") / "method"
     names = sorted(METHODS, key=lambda name: (name != "erm", name))
     suitable, refused = [], {}
     for name in names:
-        option = conf / f"{name}.yaml"
-        if not option.is_file():
-            refused[name] = f"no conf/method/{name}.yaml"
+        try:
+            shipped = option_values("method", name)
+        except KeyError:
+            refused[name] = (f"not a built-in method (a user's own method is swept by naming it: "
+                             f"method=erm,{name})")
             continue
         candidate = OmegaConf.create(OmegaConf.to_container(run_cfg, resolve=False))
-        method_node = OmegaConf.create(option.read_text())
-        method_node.pop("defaults", None)  # its trainer/model recipe (dpsgd) is composed by Hydra in the job
-        candidate.method = method_node
+        candidate.method = OmegaConf.create(shipped)  # its trainer/model recipe (dpsgd) is composed by Hydra in the job
         try:
             run = validate_run_config(candidate)
             if num_classes is not None and num_groups is not None:
