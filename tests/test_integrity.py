@@ -359,7 +359,7 @@ def test_disk_full_mid_run_keeps_last_pt_and_the_run_resumes(tmp_path, monkeypat
                 return builtins.open("/dev/full", mode, *args, **kwargs)
         return builtins.open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(rundir, "open", full_disk_open, raising=False)
+    monkeypatch.setattr(rundir.atomic, "open", full_disk_open, raising=False)  # the module that writes
     run_dir = tmp_path / "run"
     with pytest.raises(rundir.WriteError) as err:
         run_training(tiny_config(), run_dir)

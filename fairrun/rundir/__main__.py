@@ -1,4 +1,4 @@
 """``python -m fairrun.rundir trust RUN_DIR ...``: vouch for old runs' results.pkl."""
-from fairrun.rundir import _main
+from fairrun.rundir.trust import main
 
-raise SystemExit(_main())
+raise SystemExit(main())
