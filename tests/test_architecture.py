@@ -146,3 +146,12 @@ def test_the_bottom_layer_imports_nothing_above_it():
     for module, imported in import_graph().items():
         if module != "fairrun" and layer_of(module) == 0:
             assert all(layer_of(t) == 0 for t in imported if t != "fairrun"), (module, imported)
+
+
+def test_every_package_is_listed_for_installation():
+    """pyproject.toml lists the packages a wheel ships; a package left out works in an editable install only."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert packages - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {packages - listed}"
