@@ -111,7 +111,7 @@ def test_multirun_runs_one_job_per_value(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["trainer.epochs=0"], ["trainer.epochs", ">= 1"]),
-    (["trainer.lr=fast"], ["trainer.lr", "float"]),
+    (["trainer.lr=fast"], ["trainer.lr", "Accepted: a number"]),
     (["dataset.target=age"], ["dataset.target", "'age'", "smiling"]),
     (["dataset.protected=smiling"], ["protected", "target"]),
     (["model=vgg"], ["model/vgg", "Available options", "resnet18"]),

@@ -130,7 +130,7 @@ class ImageDatasetConfig:
     val_fraction: float = 0.1  # share carved (seeded, stratified) for val when there is no val split
     test_fraction: float = 0.2  # share carved for test when there is no test split
     split_seed: int = 0  # seed of carved splits (independent of the training seed)
-    value_map: Optional[dict] = None  # {attribute: {value: new name}}; merges values (null = none)
+    value_map: Any = None  # {attribute: {value: new name}}; merges values (null = none)
     hflip: bool = True  # training augmentation: random horizontal flip
     random_crop: int = 0  # training augmentation: pad by this many pixels, crop back at random
 
