@@ -69,7 +69,7 @@ def unknown_key_message(config_name: str, args: list[str]) -> Optional[str]:
         text = f"{err} {err.__cause__ or ''}"
         found = re.search(r"Could not override '([^']+)'", text)
         if not found or not re.search(r"not in struct|Key '[^']+' not in '", text):
-            return wrong_type_message(text) or preset_key_message(text)
+            return wrong_type_message(text) or preset_key_message(text) or plugin_without_yaml_message(text)
     except Exception:  # noqa: BLE001 - anything else is the app's to report
         return None
     key = found.group(1)
@@ -127,6 +127,24 @@ def preset_key_message(text: str) -> Optional[str]:
                      f"schema {schema} does not have" + (f"; the keys of '{section}' are: {', '.join(fields)}"
                                                          if fields else "")
                      + ". Correct the spelling in that file (a preset may only change its schema's keys).")
+
+
+def plugin_without_yaml_message(text: str) -> Optional[str]:
+    """One paragraph when ``group=name`` has no config file but an installed package declares ``name`` as an
+    entry point of that registry (its YAML is not on Hydra's search path), or None."""
+    import importlib
+
+    found = re.search(r"Could not find '(\w+)/(\w+)'", text)
+    if not found or found.group(1) not in REGISTRIES:
+        return None
+    group, name = found.groups()
+    module, attribute = REGISTRIES[group]
+    if name not in getattr(importlib.import_module(module), attribute).plugin_names():
+        return None
+    return paragraph(f"fairrun: error: {group}={name} is installed (an entry point of fairrun.{group}s) but Hydra "
+                     f"finds no config file {group}/{name}.yaml: put the plugin's config directory on the search "
+                     f"path, e.g. 'hydra.searchpath=[pkg://<its package>.conf]' or --config-dir DIR "
+                     f"(docs/extending.md, \"Installing a plugin as a package\").")
 
 
 REGISTRIES = {"method": ("fairrun.methods", "METHODS"), "model": ("fairrun.models", "MODELS"),

@@ -58,7 +58,7 @@ def group_schemas() -> dict[str, dict[str, Any]]:
     def builtin(registry) -> dict[str, Any]:
         options = {}
         for name, entry in sorted(registry.items()):
-            if registry.target_of(name) is None:  # options sharing a dataclass (resnet18/34/50) get their name
+            if registry.is_builtin(name):  # options sharing a dataclass (resnet18/34/50) get their name
                 options[name] = entry.Config if entry.Config().name == name else entry.Config(name=name)
         return options
 
