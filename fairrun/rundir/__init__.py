@@ -36,8 +36,8 @@ from fairrun.rundir.checkpoints import load_checkpoint, save_checkpoint
 from fairrun.rundir.checksums import CHECKSUM_SUFFIX, checksum_path, read_verified, sha256
 from fairrun.rundir.errors import IntegrityError, WriteError, cure_for
 from fairrun.rundir.frames import SAFE_FORMAT, frame_from_json, frame_to_json
-from fairrun.rundir.layout import (BEST, CHECKSUMMED_TEXT, DONE, LAST, PREDICTIONS, RESULTS, RESULTS_SAFE,
-                                   RUN_CONFIG, SAFE_TWINS, TRAIN_COUNTS, is_done)
+from fairrun.rundir.layout import (BEST, CHECKSUMMED_TEXT, DONE, ENVIRONMENT, LAST, PREDICTIONS, RESULTS,
+                                   RESULTS_SAFE, RUN_CONFIG, SAFE_TWINS, TRAIN_COUNTS, is_done)
 from fairrun.rundir.tables import read_results, write_pickle, write_safe_frame
 from fairrun.rundir.text import read_text, write_text
 from fairrun.rundir.trust import main as _main
@@ -46,9 +46,9 @@ from fairrun.rundir.trust import trust_results
 _atomic = atomic_write  # the name fairrun.generative.grids imports
 
 __all__ = [
-    "BEST", "CHECKSUMMED_TEXT", "CHECKSUM_SUFFIX", "DONE", "LAST", "PREDICTIONS", "RESULTS", "RESULTS_SAFE",
-    "RUN_CONFIG", "SAFE_FORMAT", "SAFE_TWINS", "TRAIN_COUNTS", "IntegrityError", "WriteError", "_atomic",
-    "_main", "atomic_write", "checksum_path", "cure_for", "frame_from_json", "frame_to_json", "is_done",
+    "BEST", "CHECKSUMMED_TEXT", "CHECKSUM_SUFFIX", "DONE", "ENVIRONMENT", "LAST", "PREDICTIONS", "RESULTS",
+    "RESULTS_SAFE", "RUN_CONFIG", "SAFE_FORMAT", "SAFE_TWINS", "TRAIN_COUNTS", "IntegrityError", "WriteError",
+    "_atomic", "_main", "atomic_write", "checksum_path", "cure_for", "frame_from_json", "frame_to_json", "is_done",
     "load_checkpoint", "read_results", "read_text", "read_verified", "remove_orphaned_temporaries",
     "save_checkpoint", "sha256", "trust_results", "write_pickle", "write_safe_frame", "write_text",
 ]

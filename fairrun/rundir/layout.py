@@ -8,11 +8,12 @@ RESULTS_SAFE = "results.json"
 PREDICTIONS = "predictions.pkl"
 RUN_CONFIG = "run_config.yaml"
 TRAIN_COUNTS = "train_counts.csv"
+ENVIRONMENT = "environment.json"  # the software and hardware of each segment of the run
 DONE = "done"
 LAST = Path("checkpoints") / "last.pt"
 BEST = Path("checkpoints") / "best.pt"
 # Text files that fairrun reads back, and so checksums (other text files are for people only).
-CHECKSUMMED_TEXT = {RUN_CONFIG}
+CHECKSUMMED_TEXT = {RUN_CONFIG, ENVIRONMENT}
 # Pickled tables that get a safe twin (the file fairrun itself reads back instead of the pickle).
 SAFE_TWINS = {RESULTS: RESULTS_SAFE}
 

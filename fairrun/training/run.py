@@ -2,6 +2,7 @@
 staged method may start (:class:`SubRuns`)."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fairrun import rundir
 from fairrun.config import RunConfig
+from fairrun.core.environment import differences, environment
 from fairrun.report.console import print_results
 from fairrun.evaluation.trained import load_trained
 from fairrun.training.checks import check_same_config
@@ -70,7 +72,8 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         print_results(results)
         return results
     if not cfg.resume:
-        for stale in (rundir.DONE, rundir.RESULTS, rundir.RESULTS_SAFE, rundir.PREDICTIONS, "checkpoints", "tb"):
+        for stale in (rundir.DONE, rundir.RESULTS, rundir.RESULTS_SAFE, rundir.PREDICTIONS,
+                      rundir.ENVIRONMENT, "checkpoints", "tb"):
             path = run_dir / stale
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             rundir.checksum_path(path).unlink(missing_ok=True)
@@ -89,6 +92,7 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         else:
             log.info("resuming %s from epoch %d/%d, step %d", run_dir, trainer.state.epoch + 1, trainer.epochs,
                      trainer.state.step)
+    record_environment(run_dir, trainer.device, resumed=purge_step is not None)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
     try:
         with StopFlag().installed() as stop:
@@ -101,3 +105,23 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
             torch.cuda.empty_cache()
     print_results(results)
     return results
+
+
+def record_environment(run_dir: Path, device: torch.device, resumed: bool) -> list[dict]:
+    """Write ``environment.json``: the environment of every segment of the run (a resumed run adds one), so
+    a run trained partly under other software or hardware says so (and the log warns)."""
+    segments = []
+    path = run_dir / rundir.ENVIRONMENT
+    if resumed and path.is_file():
+        try:
+            segments = list(json.loads(rundir.read_text(path))["segments"])
+        except (rundir.IntegrityError, ValueError, KeyError, TypeError) as err:
+            log.warning("%s: the environment of the earlier segments is unreadable (%s); recording this "
+                        "one only", path, " ".join(str(err).split())[:200])
+    current = environment(device)
+    if segments and differences(segments[-1], current):
+        log.warning("%s was trained so far under another environment (%s): its results mix both", run_dir,
+                    "; ".join(differences(segments[-1], current)))
+    segments.append(current)
+    rundir.write_text(json.dumps({"segments": segments}, indent=2) + "\n", path)
+    return segments
