@@ -18,7 +18,8 @@ from fairrun.data.batches import Augmentation
 from fairrun.core.errors import ConfigError
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
-from fairrun.methods.dp_fedavg import DPFedAvgConfig, clients_per_group, make_partition
+from fairrun.methods.dp_fedavg import DPFedAvgConfig
+from fairrun.methods.fedavg_clients import clients_per_group, make_partition
 from fairrun.models.classifier import Classifier
 from fairrun.methods.privacy import noise_for_epsilon
 from fairrun.training import Trainer, run_training

@@ -176,7 +176,7 @@ def test_train_writes_outputs_caches_and_resumes(split, tmp_path, monkeypatch):
     assert (meta["latent_dim"], meta["image_size"], meta["channels"], meta["epochs"]) == (16, 16, 3, 1)
     # finished: returned at once, nothing trained or rewritten
     stamp = path.stat().st_mtime_ns
-    monkeypatch.setattr(gan_module, "_GanTrainer", None)  # would fail if training started
+    monkeypatch.setattr(gan_module, "GanTrainer", None)  # would fail if training started
     assert train_gan(split, GanConfig(**TINY), out, CPU) == path
     assert train_gan(split, GanConfig(**{**TINY, "sample_every": 5}), out, CPU) == path  # not fingerprinted
     monkeypatch.undo()
@@ -201,7 +201,7 @@ def test_resume_after_an_interruption(split, tmp_path):
     """A crash after epoch 1 (last.pt written, no generator.pt) resumes to the uninterrupted result."""
     cfg = GanConfig(**dict(TINY, epochs=2))
     full = train_gan(split, cfg, tmp_path / "full", CPU)
-    trainer = gan_module._GanTrainer(select_images(split, cfg), cfg, CPU)
+    trainer = gan_module.GanTrainer(select_images(split, cfg), cfg, CPU)
     trainer.train_epoch()
     fp = gan_module.fingerprint(cfg, gan_module.data_summary(select_images(split, cfg)))
     from fairrun import rundir
@@ -267,7 +267,7 @@ def test_gan_learns_the_image_statistics(split):
         pixel_spread = (fake.std(0) - real.std(0)).pow(2).mean().sqrt()  # per-pixel std over images
         return float(channel_stats), float(pixel_spread)
 
-    trainer = gan_module._GanTrainer(select_images(split, cfg), cfg, CPU)
+    trainer = gan_module.GanTrainer(select_images(split, cfg), cfg, CPU)
     before = distances(trainer.generator)
     for _ in range(cfg.epochs):
         trainer.train_epoch()

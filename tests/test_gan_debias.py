@@ -154,6 +154,29 @@ MINORITY = [*STAGED[:11], "method=minority_gan", "method.gan_epochs=4", "method.
             "method.num_generated=50"]
 
 
+def test_minority_gan_also_runs_an_external_generator_only_when_trusted(tmp_path):
+    """minority_gan shares gan_debias' generator check: refused (before any training) without
+    method.trust_generator=true, which its config accepts."""
+    import hashlib
+
+    from fairrun.config import validate_run_config
+    from fairrun.core.errors import ConfigError
+    from fairrun.training import run_training
+    from tests.conftest import compose_train
+
+    path = tmp_path / "someone_elses.pt"
+    path.write_bytes(b"not even opened")
+    cfg = validate_run_config(compose_train([*MINORITY, "method.source=group", "method.group=B",
+                                             f"method.generator={path}"]))
+    with pytest.raises(ConfigError, match="is code") as err:
+        run_training(cfg, tmp_path / "run")
+    assert hashlib.sha256(b"not even opened").hexdigest() in str(err.value)
+    assert not (tmp_path / "run" / "gan_debias" / "target_clf").exists()
+    trusted = validate_run_config(compose_train([*MINORITY, "method.source=group", "method.group=B",
+                                                 f"method.generator={path}", "method.trust_generator=true"]))
+    assert trusted.method.trust_generator is True
+
+
 def test_minority_gan_adds_generated_images_of_the_chosen_group(tmp_path):
     from fairrun.config import validate_run_config
     from fairrun.training import run_training

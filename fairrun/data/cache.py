@@ -18,8 +18,9 @@ unreadable without being opened.
 The key hashes the dataset name and layout, the resolved root, the ordered file list and the
 preprocessing (size, crop), so changing any of them builds a new entry, and nothing else does
 (not the target, the split fractions or the training seed). The cache root is ``$FAIRRUN_CACHE``
-or ``~/.cache/fairrun``. Entries are built in a temporary folder and renamed into place, so an
-interrupted build leaves no half-written entry and concurrent jobs of a sweep do not collide.
+or ``~/.cache/fairrun``. An entry is a cached stage (:mod:`fairrun.core.stages`): built in a temporary
+folder and renamed into place, so an interrupted build leaves no half-written entry and concurrent jobs of
+a sweep do not collide.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import socket
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -45,15 +45,15 @@ from fairrun.data.decode import CHUNK, Preprocessing, available_cores, decode_ta
 from fairrun.data.table import ImageTable
 from fairrun.core.errors import FairrunError
 from fairrun.core.fingerprint import file_sha256, fingerprint
+from fairrun.core.stages import Damaged, Stage, build_folder
 
 log = logging.getLogger("fairrun")
 
 CACHE_VERSION = 2  # 2: index.csv instead of index.pkl, checksums in meta.json
 IMAGES, INDEX, META = "images.npy", "index.csv", "meta.json"
-BLOCK = 16 << 20  # bytes hashed per read
 
 
-class CacheDamaged(FairrunError):
+class CacheDamaged(Damaged):
     """A cache entry whose files do not match the checksums recorded when it was built."""
 
 
@@ -125,32 +125,6 @@ def open_cache(path: Path) -> DecodedImages:
     return DecodedImages(path=path, images=torch.from_numpy(array), ok=ok.to_numpy(bool), errors=index["error"])
 
 
-def _building_name(final: Path) -> Path:
-    """The temporary folder an entry is built in; host and PID tell later builds whether it is orphaned."""
-    return final.parent / f".{final.name}.building-{socket.gethostname()}-{os.getpid()}"
-
-
-def remove_orphans(parent: Path) -> None:
-    """Delete build folders (and displaced damaged entries) left by processes of this host that died."""
-    host = socket.gethostname()
-    for folder in parent.glob(".*.building-*") if parent.is_dir() else []:
-        owner = folder.name.rsplit(".building-", 1)[1]
-        owner_host, _, pid = owner.rpartition("-")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            log.info("removing %s, left by a build that died", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reserve_space(npy: Path, root: Path) -> None:
     """Allocate the whole images file now, so a full disk fails here with a clear message rather than as
     a SIGBUS in a decoding process writing into a sparse memory-mapped file."""
@@ -186,17 +160,16 @@ def build_cache(name: str, table: ImageTable, prep: Preprocessing, workers: int 
 
     Unreadable files do not stop the build: they are recorded per row (``ok=False`` plus the
     error), so the caller can name them and a rerun with ``dataset.skip_bad=true`` reuses the entry.
-    A damaged entry already in place is replaced.
+    The entry is built in a temporary folder renamed into place (:func:`fairrun.core.stages.build_folder`):
+    a damaged entry already in place is replaced, a valid one another job finished first is kept.
     """
     final = cache_dir(name, table, prep)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(final.parent)
-    building = _building_name(final)
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
     workers = workers or available_cores()
     started = time.perf_counter()
-    try:
+    seconds = 0.0
+
+    def fill(building: Path) -> None:
+        nonlocal seconds
         npy = building / IMAGES
         array = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8,
                                           shape=(len(table), 3, prep.size, prep.size))
@@ -214,10 +187,8 @@ def build_cache(name: str, table: ImageTable, prep: Preprocessing, workers: int 
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "images_sha256": file_sha256(npy), "index_sha256": file_sha256(building / INDEX)}
         (building / META).write_text(json.dumps(meta, indent=2))
-        put_in_place(building, final)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+
+    build_folder(final, fill, verify=verify_entry)
     log.info("decoded %d images of %s in %.1f s (%d processes, %.0f images/s) into %s", len(table), name,
              seconds, workers, len(table) / max(seconds, 1e-9), final)
     return open_cache(final)
@@ -259,37 +230,15 @@ def decode_all(tasks: list, workers: int, desc: str, total: int, npy: Path) -> d
     return failures
 
 
-def put_in_place(building: Path, final: Path) -> None:
-    """Rename a finished build to its entry's name. If an entry is there already: a valid one (another
-    job of a sweep finished first) is kept and ours dropped; a damaged one is moved aside and replaced."""
-    try:
-        os.replace(building, final)
-        return
-    except OSError:
-        pass
-    try:
-        verify_entry(final)
-        shutil.rmtree(building, ignore_errors=True)  # another job finished the same entry first: use theirs
-        return
-    except CacheDamaged:
-        pass
-    displaced = final.parent / f".{final.name}.building-{socket.gethostname()}-{os.getpid()}-damaged"
-    shutil.rmtree(displaced, ignore_errors=True)
-    os.replace(final, displaced)
-    os.replace(building, final)
-    shutil.rmtree(displaced, ignore_errors=True)
-
-
 def decoded_images(name: str, table: ImageTable, prep: Preprocessing, workers: int = 0) -> DecodedImages:
     """The cache entry for ``table`` and ``prep``: opened if it exists, built (decoding once) if not."""
     path = cache_dir(name, table, prep)
-    if path.exists():
-        try:
-            entry = open_cache(path)
-            log.info("using decoded-image cache %s", path)
-            return entry
-        except CacheDamaged as damage:
-            log.warning("%s; rebuilding the entry (it is replaced, never read)", damage)
-    log.info("building the decoded-image cache for %s (%d images, %dpx) in %s", name, len(table),
-             prep.size, path)
-    return build_cache(name, table, prep, workers)
+
+    def build() -> DecodedImages:
+        log.info("building the decoded-image cache for %s (%d images, %dpx) in %s", name, len(table),
+                 prep.size, path)
+        return build_cache(name, table, prep, workers)
+
+    stage = Stage("decoded-image cache", path, load=open_cache,
+                  reusing=("using decoded-image cache %s", path), redo="rebuilding the entry (it is replaced, never read)")
+    return stage.run(build)

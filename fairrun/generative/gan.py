@@ -1,40 +1,17 @@
 """The built-in GAN: a small DCGAN trained on a split's images (`fairrun gan train`, and a cached stage of
 the generative de-biasing methods).
 
-Networks (:class:`Generator`, :class:`Discriminator`) are sized by the image size S (a power of two
-from 16 to 128; k = log2(S) - 2 resolution steps) and a base channel count ``width``:
-
-* generator: linear z -> (C_0, 4, 4) + BatchNorm + ReLU, then k blocks of x2 upsampling (nearest
-  + 3x3 conv, or a 4x4 stride-2 ConvTranspose2d with ``gan.upsample=transpose``) + BatchNorm +
-  ReLU, then a 3x3 conv to the image channels + tanh (images in [-1, 1]). At resolution
-  4 * 2^i it has min(width * 2^(k - i), 8 * width) channels, ``width`` at full size.
-* discriminator: the mirror image, without BatchNorm: 3x3 conv from the image + LeakyReLU(0.2),
-  k stride-2 4x4 convs + LeakyReLU(0.2), a linear score; optionally spectral norm on every layer.
-
-Loss (``gan.loss``):
-
-* ``ns_r1`` (default): the non-saturating logistic loss (D: softplus(D(G(z))) + softplus(-D(x));
-  G: softplus(-D(G(z)))) with the R1 gradient penalty gamma/2 * E||grad_x D(x)||^2 on real data
-  (Mescheder, Geiger & Nowozin, ICML 2018, "Which Training Methods for GANs do actually
-  Converge?"), applied lazily every ``gan.r1_every`` discriminator steps and scaled by that
-  interval (as in StyleGAN2), which saves most of its double-backward cost. gamma = 10 worked
-  clearly better than 1 or 0.1 on the synthetic faces (less mode collapse).
-* ``hinge``: D: relu(1 - D(x)) + relu(1 + D(G(z))); G: -D(G(z)) (usually with
-  ``gan.spectral_norm=true`` and ``gan.r1_gamma=0``; the R1 term is added whenever r1_gamma > 0).
-
-Optimiser: Adam with lr 5e-4 and betas (0.0, 0.99) for both networks, as in Mescheder et al.'s
-R1 experiments and StyleGAN2 (beta1 = 0 keeps the two players from chasing stale momentum; the
-DCGAN betas (0.5, 0.999) collapsed to one face here). The sampled and exported generator is an
-exponential moving average of G's weights (``gan.ema``), whose BatchNorm running statistics are
-measured again for the averaged weights before every use (G's own statistics do not fit them).
+This module holds its configuration (:class:`GanConfig`), the choice of training images and the cached,
+resumable stage :func:`train_gan`; the networks are in :mod:`fairrun.generative.gan_networks` (a generator
+and discriminator sized by the image size, a power of two from 16 to 128, and ``gan.width``), the losses,
+optimiser, weight average and epochs in :mod:`fairrun.generative.gan_training` (non-saturating loss with a
+lazy R1 penalty, or hinge; Adam with betas (0, 0.99); an exponential moving average of G's weights).
 
 Defaults (width 16, batch 32) are sized for the CPU: at 32 px an epoch over 4000 images takes
 about 20 s on one core; on a GPU raise ``gan.width`` (32-64) for sharper images.
 
-Training is deterministic and resumable: the weights are initialised from ``gan.seed``, and all
-draws of an epoch (image order, flips, latents) come from a generator seeded with
-(``gan.seed``, epoch), so resuming from ``checkpoints/last.pt`` (written atomically after every
-epoch) gives exactly the weights of an uninterrupted run on the same device. The output directory::
+Training is deterministic and resumable: resuming from ``checkpoints/last.pt`` (written atomically after
+every epoch) gives exactly the weights of an uninterrupted run on the same device. The output directory::
 
     generator.pt             the trained generator (TorchScript + fairrun.json metadata; see generators.py)
     gan_config.yaml          the GAN config, training-data summary and fingerprint
@@ -46,36 +23,32 @@ epoch) gives exactly the weights of an uninterrupted run on the same device. The
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 import yaml
-from torch import nn
 
 from fairrun import rundir
 from fairrun.core.errors import ConfigError
 from fairrun.core.fingerprint import fingerprint as content_fingerprint
+from fairrun.core.stages import Stage
 from fairrun.core.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
-from fairrun.data.batches import random_flip, to_float
-from fairrun.generative.generators import export_generator, read_metadata, sample_latents
-from fairrun.generative.grids import grid_array, save_grid
+# the networks, imported from here too
+from fairrun.generative.gan_networks import Discriminator, Generator, build_networks  # noqa: F401
+from fairrun.generative.gan_training import SAMPLE_GRID, GanTrainer
+from fairrun.generative.generators import export_generator, load_generator, read_metadata
+from fairrun.generative.grids import save_grid
 
 log = logging.getLogger("fairrun")
 
 LOSSES = ("ns_r1", "hinge")
 UPSAMPLING = ("nearest", "transpose")
 MIN_IMAGES = 16
-SAMPLE_GRID = 64
-RECALIBRATION = 2048  # latents that measure the averaged generator's BatchNorm statistics
 GENERATOR = "generator.pt"
 LAST = Path("checkpoints") / "last.pt"
 CONFIG_RECORD = "gan_config.yaml"
@@ -144,82 +117,6 @@ def check_builtin_size(size: int, key: str = "dataset.image_size") -> None:
             "external generator, gan.generator=PATH)")
 
 
-# -- networks -------------------------------------------------------------------------------------------
-
-def _levels(image_size: int) -> int:
-    return int(round(math.log2(image_size))) - 2
-
-
-def _channels(width: int, level: int, levels: int) -> int:
-    """Channels at resolution 4 * 2^level: width * 2^(levels - level), at most 8 * width."""
-    return min(width * 2 ** (levels - level), 8 * width)
-
-
-class Generator(nn.Module):
-    """DCGAN-style generator: z (N, latent_dim) -> images (N, channels, S, S) in [-1, 1]."""
-
-    def __init__(self, latent_dim: int, image_size: int, channels: int = 3, width: int = 16,
-                 upsample: str = "nearest"):
-        super().__init__()
-        levels = _levels(image_size)
-        self.start_channels = _channels(width, 0, levels)
-        self.fc = nn.Linear(latent_dim, self.start_channels * 16, bias=False)
-        self.bn = nn.BatchNorm2d(self.start_channels)
-        blocks = []
-        for level in range(1, levels + 1):
-            c_in, c_out = _channels(width, level - 1, levels), _channels(width, level, levels)
-            if upsample == "nearest":
-                blocks += [nn.Upsample(scale_factor=2.0, mode="nearest"),
-                           nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
-            else:
-                blocks += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False)]
-            blocks += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-        self.blocks = nn.Sequential(*blocks)
-        self.to_image = nn.Conv2d(_channels(width, levels, levels), channels, 3, padding=1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(z.shape[0], self.start_channels, 4, 4)
-        x = self.blocks(F.relu(self.bn(x)))
-        return torch.tanh(self.to_image(x))
-
-
-class Discriminator(nn.Module):
-    """The generator's mirror image without BatchNorm: images (N, C, S, S) -> one score per image (N,)."""
-
-    def __init__(self, image_size: int, channels: int = 3, width: int = 16, spectral_norm: bool = False):
-        super().__init__()
-        levels = _levels(image_size)
-
-        def norm(layer: nn.Module) -> nn.Module:
-            return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
-
-        layers = [norm(nn.Conv2d(channels, _channels(width, levels, levels), 3, padding=1)),
-                  nn.LeakyReLU(0.2)]
-        for level in range(levels, 0, -1):
-            layers += [norm(nn.Conv2d(_channels(width, level, levels), _channels(width, level - 1, levels), 4,
-                                      stride=2, padding=1)), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
-        self.score = norm(nn.Linear(_channels(width, 0, levels) * 16, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(self.features(x).flatten(1)).squeeze(1)
-
-
-def build_networks(cfg: GanConfig, image_size: int, channels: int) -> tuple[Generator, Discriminator]:
-    """G and D for ``cfg``, initialised from ``cfg.seed`` (DCGAN init: N(0, 0.02) convs, N(1, 0.02) BN)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        generator = Generator(cfg.latent_dim, image_size, channels, cfg.width, cfg.upsample)
-        discriminator = Discriminator(image_size, channels, cfg.width, cfg.spectral_norm)
-        for module in generator.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.normal_(module.weight, 1.0, 0.02)
-                nn.init.zeros_(module.bias)
-    return generator, discriminator
-
-
 # -- data --------------------------------------------------------------------------------------------
 
 def select_images(split: LabeledSplit, cfg: GanConfig) -> LabeledSplit:
@@ -264,165 +161,6 @@ def fingerprint(cfg: GanConfig, data: dict) -> str:
     return content_fingerprint({"gan": relevant, "data": data})
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """All random draws of one epoch (order, flips, latents): a function of (seed, epoch) only."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7_919 + 17)
-
-
-# -- training ----------------------------------------------------------------------------------------
-
-def _d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    if loss == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    return F.softplus(fake).mean() + F.softplus(-real).mean()
-
-
-def _g_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
-    return -fake.mean() if loss == "hinge" else F.softplus(-fake).mean()
-
-
-class _GanTrainer:
-    def __init__(self, split: LabeledSplit, cfg: GanConfig, device: torch.device):
-        self.cfg, self.device = cfg, torch.device(device)
-        self.images = split.images  # uint8 (N, C, S, S), converted per batch on the device
-        if self.device.type == "cuda" and self.images.device.type == "cpu":
-            from fairrun.data.batches import fits_on_device
-
-            if fits_on_device(split, self.device):
-                self.images = self.images.to(self.device)
-        self.channels, self.size = int(self.images.shape[1]), int(self.images.shape[-1])
-        self.generator, self.discriminator = build_networks(cfg, self.size, self.channels)
-        self.generator.to(self.device)
-        # the generator that is sampled and exported: an exponential moving average of G's weights
-        self.average = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema > 0 else None
-        self.discriminator.to(self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas)
-        self.fixed_z = sample_latents(SAMPLE_GRID, cfg.latent_dim, cfg.seed + 1_000_000)
-        self.calibration_z = sample_latents(RECALIBRATION, cfg.latent_dim, cfg.seed + 2_000_000)
-        self.epoch = 0
-        self.history: list[dict] = []
-
-    def state_dict(self, fp: str) -> dict:
-        return {"fingerprint": fp, "epoch": self.epoch, "G": self.generator.state_dict(),
-                "G_ema": self.average.state_dict() if self.average is not None else {},
-                "D": self.discriminator.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "rng_cpu": torch.get_rng_state(), "history": self.history}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.load_state_dict(state["G"])
-        if self.average is not None:
-            self.average.load_state_dict(state["G_ema"])
-        self.discriminator.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        torch.set_rng_state(state["rng_cpu"])
-        self.epoch = int(state["epoch"])
-        self.history = list(state.get("history", []))
-
-    def batches(self, generator: torch.Generator):
-        n, batch_size = len(self.images), self.cfg.batch_size
-        order = torch.randperm(n, generator=generator)
-        steps = max(1, n // batch_size)  # drop the last partial batch (BatchNorm statistics)
-        for step in range(steps):
-            index = order[step * batch_size:(step + 1) * batch_size].to(self.images.device)
-            raw = self.images.index_select(0, index)
-            if self.cfg.hflip:
-                raw = random_flip(raw, generator)
-            yield step, to_float(raw, self.device)
-
-    def train_epoch(self) -> dict:
-        cfg, G, D = self.cfg, self.generator, self.discriminator
-        G.train()
-        D.train()
-        generator = _epoch_generator(cfg.seed, self.epoch + 1)
-        sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
-        r1_sum, r1_count, steps = 0.0, 0, 0
-        for step, real in self.batches(generator):
-            z = torch.randn(len(real), cfg.latent_dim, generator=generator).to(self.device)
-            fake = G(z)
-            # discriminator step (R1 on real images every r1_every steps, scaled by the interval)
-            lazy_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-            D.requires_grad_(True)
-            real.requires_grad_(lazy_r1)
-            real_score = D(real)
-            fake_score = D(fake.detach())
-            d_loss = _d_loss(cfg.loss, real_score, fake_score)
-            total = d_loss
-            if lazy_r1:
-                (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
-                penalty = grad.pow(2).flatten(1).sum(1).mean()
-                total = total + (cfg.r1_gamma / 2 * cfg.r1_every) * penalty
-                r1_sum, r1_count = r1_sum + float(penalty.detach()), r1_count + 1
-            self.opt_d.zero_grad(set_to_none=True)
-            total.backward()
-            self.opt_d.step()
-            # generator step on the same latents, against the updated discriminator
-            D.requires_grad_(False)
-            g_loss = _g_loss(cfg.loss, D(fake))
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
-            self.update_average()
-            for key, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", real_score.mean()),
-                               ("d_fake", fake_score.mean())):
-                sums[key] += float(value.detach())
-            steps += 1
-        D.requires_grad_(True)
-        self.epoch += 1
-        stats = {k: v / max(steps, 1) for k, v in sums.items()}
-        stats["r1"] = r1_sum / max(r1_count, 1)
-        stats["steps"] = steps
-        return stats
-
-    def update_average(self) -> None:
-        """G_ema <- ema * G_ema + (1 - ema) * G, weights only (BatchNorm statistics: :meth:`recalibrate`)."""
-        if self.average is None:
-            return
-        with torch.no_grad():
-            for averaged, current in zip(self.average.parameters(), self.generator.parameters()):
-                averaged.lerp_(current, 1 - self.cfg.ema)
-
-    def recalibrate(self) -> None:
-        """Recompute the averaged generator's BatchNorm running statistics for its own weights.
-
-        G's statistics belong to G's current weights, not to their average (copying them washes the
-        samples out), so they are measured again, as a plain mean over ``RECALIBRATION`` batches of
-        fixed latents: deterministic, and a function of the averaged weights only.
-        """
-        if self.average is None:
-            return
-        norms = [m for m in self.average.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        self.average.train()
-        with torch.no_grad():
-            for batch in self.calibration_z.split(self.cfg.batch_size):
-                self.average(batch.to(self.device))
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        self.average.eval()
-
-    @property
-    def output_generator(self) -> Generator:
-        """The generator that is sampled and exported: the weight average, or G itself with gan.ema=0."""
-        return self.average if self.average is not None else self.generator
-
-    def samples(self) -> torch.Tensor:
-        """G(fixed latents) in eval mode (BatchNorm running statistics), float [-1, 1] on the CPU."""
-        self.recalibrate()
-        generator = self.output_generator
-        was_training = generator.training
-        generator.eval()
-        with torch.no_grad():
-            images = generator(self.fixed_z.to(self.device)).float().cpu()
-        generator.train(was_training)
-        return images
-
-
 def _differences(saved: dict, current: dict) -> str:
     keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     return ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys)
@@ -446,11 +184,11 @@ def train_gan(split: LabeledSplit, cfg: GanConfig, out_dir: Path, device: torch.
               writer: Any = None) -> Path:
     """Train the built-in GAN on ``split``'s images into ``out_dir``; returns the path of ``generator.pt``.
 
-    A cached, resumable stage: a finished ``out_dir`` (its generator.pt records the same fingerprint
-    and ``cfg.epochs``) is returned at once; otherwise training resumes from ``checkpoints/last.pt``
-    when it holds the same fingerprint, so asking a finished run for more epochs continues it. The
-    fingerprint covers every ``gan.*`` key except ``epochs``, ``sample_every`` and ``generator``,
-    plus the size and a digest of the training images; a mismatch is a :class:`ConfigError`.
+    A cached, resumable stage (:class:`~fairrun.core.stages.Stage`): a finished ``out_dir`` (its generator.pt
+    records the same fingerprint and ``cfg.epochs``) is returned at once; otherwise training resumes from
+    ``checkpoints/last.pt`` when it holds the same fingerprint, so asking a finished run for more epochs
+    continues it. The fingerprint covers every ``gan.*`` key except ``epochs``, ``sample_every`` and
+    ``generator``, plus the size and a digest of the training images; a mismatch is a :class:`ConfigError`.
     ``writer``: a TensorBoard SummaryWriter (default: one on ``out_dir/tb``).
     """
     cfg.validate()
@@ -470,25 +208,33 @@ def train_gan(split: LabeledSplit, cfg: GanConfig, out_dir: Path, device: torch.
     fp = fingerprint(cfg, data)
     record = {"gan": dataclasses.asdict(cfg), "data": data, "fingerprint": fp,
               "groups": list(map(str, split.group_names)), "classes": list(map(str, split.class_names))}
-    saved_record = None
-    if (out_dir / CONFIG_RECORD).is_file():
-        saved_record = yaml.safe_load((out_dir / CONFIG_RECORD).read_text()) or {}
-    gen_path = out_dir / GENERATOR
-    if gen_path.is_file():
-        meta = read_metadata(gen_path) or {}
-        if meta.get("fingerprint") != fp:
-            raise _mismatch(out_dir, GENERATOR, saved_record, record)
-        if meta.get("epochs") == cfg.epochs:
-            log.info("%s already holds a GAN trained for %d epochs with this configuration; reusing it",
-                     out_dir, cfg.epochs)
-            return gen_path
 
-    trainer = _GanTrainer(split, cfg, device)
+    def mismatch(what: str) -> ConfigError:  # the record on disk names the keys that differ
+        saved = None
+        if (out_dir / CONFIG_RECORD).is_file():
+            saved = yaml.safe_load((out_dir / CONFIG_RECORD).read_text()) or {}
+        return _mismatch(out_dir, what, saved, record)
+
+    stage = Stage(f"the GAN in {out_dir}", out_dir / GENERATOR, fp,
+                  record=lambda path: read_metadata(path) or {},
+                  finished=lambda meta: meta.get("epochs") == cfg.epochs,
+                  mismatch=lambda meta: mismatch(GENERATOR),
+                  reusing=("%s already holds a GAN trained for %d epochs with this configuration; reusing it",
+                           out_dir, cfg.epochs))
+    return stage.run(lambda: _train(split, cfg, out_dir, device, writer, record, mismatch))
+
+
+def _train(split: LabeledSplit, cfg: GanConfig, out_dir: Path, device: torch.device, writer: Any,
+           record: dict, mismatch: Callable[[str], ConfigError]) -> Path:
+    """The GAN stage's work: resume (same fingerprint) or start, train to ``cfg.epochs``, export
+    generator.pt."""
+    fp, shape = record["fingerprint"], tuple(record["data"]["shape"])
+    trainer = GanTrainer(split, cfg, device)
     ckpt_path = out_dir / LAST
     if ckpt_path.is_file():
         state = rundir.load_checkpoint(ckpt_path)
         if state.get("fingerprint") != fp:
-            raise _mismatch(out_dir, str(LAST), saved_record, record)
+            raise mismatch(str(LAST))
         if int(state["epoch"]) > cfg.epochs:
             raise ConfigError(f"Invalid value for 'gan.epochs': {cfg.epochs}. {out_dir} already holds a "
                               f"GAN trained for {int(state['epoch'])} epochs; ask for at least that many, or "
@@ -510,32 +256,15 @@ def train_gan(split: LabeledSplit, cfg: GanConfig, out_dir: Path, device: torch.
              ", ".join(f"{k}={v}" for k, v in (("group", cfg.group), ("label", cfg.label)) if v is not None)
              or "all images", cfg.epochs, device, out_dir)
     try:
-        while trainer.epoch < cfg.epochs:
-            start = time.perf_counter()
-            stats = trainer.train_epoch()
-            epoch = trainer.epoch
-            stats["seconds"] = time.perf_counter() - start
-            trainer.history.append({"epoch": epoch, **stats})
-            for key in ("d_loss", "g_loss", "d_real", "d_fake", "r1", "seconds"):
-                writer.add_scalar(f"gan/{key}", stats[key], epoch)
-            if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-                images = trainer.samples()
-                save_grid(images, samples_dir / f"epoch_{epoch:03d}.png")
-                writer.add_image("gan/samples", torch.from_numpy(grid_array(images)).permute(2, 0, 1), epoch)
-            writer.flush()
-            rundir.save_checkpoint(trainer.state_dict(fp), ckpt_path)
-            log.info("GAN epoch %d/%d: D loss %.3f, G loss %.3f, D(x) %.2f, D(G(z)) %.2f, R1 %.3g (%.1f s)",
-                     epoch, cfg.epochs, stats["d_loss"], stats["g_loss"], stats["d_real"], stats["d_fake"],
-                     stats["r1"], stats["seconds"])
+        trainer.fit(fp, ckpt_path, samples_dir, writer)
     finally:
         if own_writer:
             writer.close()
     trainer.recalibrate()
-    generator = trainer.output_generator.eval()
-    export_generator(generator, gen_path, cfg.latent_dim, shape[-1], shape[0], source="fairrun dcgan",
+    gen_path = out_dir / GENERATOR
+    export_generator(trainer.output_generator.eval(), gen_path, cfg.latent_dim, shape[-1], shape[0],
+                     source="fairrun dcgan",
                      extra={"fingerprint": fp, "epochs": cfg.epochs, "width": cfg.width, "loss": cfg.loss})
-    from fairrun.generative.generators import load_generator
-
     exported = load_generator(gen_path, device="cpu")
     save_grid(exported.generate(trainer.fixed_z), samples_dir / "final.png")
     return gen_path

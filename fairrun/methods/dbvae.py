@@ -22,12 +22,12 @@ keeps ~42% and gives B ~10% of the draws. Watch ``dbvae/ess``.
 
 How it sits in fairrun's hooks:
 
-* ``prepare`` builds the VAE (:class:`~fairrun.generative.vae.ConvVAE` with ``method.latent_dim``,
+* ``prepare`` builds the VAE (:class:`~fairrun.generative.vae_model.ConvVAE` with ``method.latent_dim``,
   ``method.width``) for the training images, initialised from the run seed without disturbing the
   global RNG (so the classifier starts from the same weights as ERM with the same seed);
   ``extra_modules`` returns it, so it joins the one optimizer (``trainer.lr``) and ``last.pt``.
 * ``loss = CE + method.vae_weight · (Σ_pixels (x − x̂)² + β·KL(q(z|x) ‖ N(0, I))) / (C·H·W)``, the
-  β-VAE loss of :func:`~fairrun.generative.vae.vae_loss` (β = ``method.beta``) per image divided by the
+  β-VAE loss of :func:`~fairrun.generative.vae_model.vae_loss` (β = ``method.beta``) per image divided by the
   number of pixel values (so its scale is that of the cross-entropy at any image size; the VAE's optimum
   is unchanged) and averaged over the images it applies to: ``method.vae_on=all`` (every batch image;
   the default, since here every image is a face) or ``positive`` (only label 1 of a binary target, as
@@ -66,7 +66,7 @@ from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import epoch_order, train_batches
 from fairrun.core.errors import ConfigError
 from fairrun.generative.density import COMBINES, debias_weights, effective_sample_size
-from fairrun.generative.vae import ConvVAE, encode_means, vae_terms
+from fairrun.generative.vae_model import ConvVAE, encode_means, vae_terms
 from fairrun.methods.base import Batch, Method, Outputs
 from fairrun.methods.registry import register
 
@@ -81,14 +81,17 @@ class DbvaeConfig:
     """``method=dbvae`` keys (see ``conf/method/dbvae.yaml``)."""
 
     name: str = "dbvae"
-    latent_dim: int = 32  # dimension of the VAE's latent z
-    width: int = 32  # channels of the VAE's first convolution
-    beta: float = 1.0  # weight of the KL term in the VAE loss
-    vae_weight: float = 1.0  # weight of the (per pixel value) VAE loss next to the cross-entropy
-    alpha: float = 0.001  # de-biasing knob: 0 = pure inverse density; large -> uniform
-    bins: int = 10  # histogram bins per latent dimension
-    combine: str = "max"  # max (MIT 6.S191) | product (Amini et al., Algorithm 1)
-    vae_on: str = "all"  # all | positive: the images the VAE learns from (and that are re-weighted)
+    latent_dim: int = 32  # dimension of the VAE's latent z (one histogram per dimension)
+    width: int = 32  # channels of the VAE's first stride-2 convolution (x2 per layer, at most x8)
+    beta: float = 1.0  # weight of the KL term (1 = plain VAE, > 1 = β-VAE)
+    # weight of the VAE loss (per pixel value) next to the cross-entropy. The VAE is a
+    vae_weight: float = 1.0
+    # de-biasing knob >= 0: 0 = sample purely by inverse latent density; large -> uniform
+    alpha: float = 0.001
+    bins: int = 10  # histogram bins per latent dimension (over each dimension's min..max)
+    # max: w ∝ max over dimensions d of the normalised 1/(p_d + alpha) (the MIT 6.S191 lab's
+    combine: str = "max"
+    vae_on: str = "all"  # all: the VAE learns from (and re-weights) every image | positive: only label 1 of a
 
     def validate(self) -> None:
         for key in ("latent_dim", "width", "bins"):

@@ -9,25 +9,25 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from fairrun import rundir
 from fairrun.core.validation import require, require_choice
 from fairrun.data.batches import batches_of
-from fairrun.core.errors import ConfigError, FairrunError
+from fairrun.core.errors import FairrunError
 from fairrun.methods.base import Method, StepResult, TrainingPlan
+from fairrun.methods.fedavg_clients import (DIRICHLET_OVER, PARTITIONS, flatten_into, make_partition,
+                                            partition_table, seed_of, unflatten_from, untrained)
 from fairrun.methods.registry import register
 from fairrun.methods.privacy import (ACCOUNTANTS, default_delta, epsilon_for, epsilon_of, make_accountant,
                              noise_for_epsilon, opacus_compatible, privacy_columns, validate_privacy_keys)
 
 log = logging.getLogger("fairrun")
 
-PARTITIONS = ("iid", "group", "dirichlet")
-DIRICHLET_OVER = ("label", "group")
-# Stream tags: every random draw is a function of (seed, tag[, round[, client]]) only.
-_PARTITION, _SAMPLING, _LOCAL_ORDER, _NOISE, _DROPOUT = 0xFED0, 0xFED1, 0xFED2, 0xFED3, 0xFED4
+# Stream tags: every random draw is a function of (seed, tag[, round[, client]]) only (the partition's:
+# fedavg_clients.PARTITION_STREAM, 0xFED0).
+_SAMPLING, _LOCAL_ORDER, _NOISE, _DROPOUT = 0xFED1, 0xFED2, 0xFED3, 0xFED4
 ARCHITECTURE_FILE = "architecture.txt"
 
 
@@ -39,22 +39,28 @@ class DPFedAvgConfig:
 
     name: str = "dp_fedavg"
     num_clients: int = 1000  # W: the training set is split once into this many clients
-    partition: str = "iid"  # iid | group (one protected group per client) | dirichlet
-    dirichlet_over: str = "label"  # partition=dirichlet: skew over label (train.y) | group (train.g)
-    alpha: float = 0.5  # Dirichlet concentration (small = more skewed clients)
-    client_rate: float = 0.125  # q: each client takes part in a round independently with probability q
-    local_epochs: int = 1  # local epochs over the client's rows per round
+    partition: str = "iid"  # iid: equal random parts | group: one protected group per client (clients in
+    # partition=dirichlet: skew the clients' label (train.y) | group (train.g) mix
+    dirichlet_over: str = "label"
+    alpha: float = 0.5  # Dirichlet concentration, > 0 (small = each client holds few classes; 100 = near iid)
+    # q in (0, 1]: each client takes part in a round independently with probability q
+    client_rate: float = 0.125
+    local_epochs: int = 1  # local epochs of plain SGD over the client's rows (batch size: trainer.batch_size)
     client_lr: float = 1.0  # local plain-SGD learning rate
     rounds: int = 120  # T: communication rounds (the length of training)
-    rounds_per_epoch: int = 10  # rounds per loop "epoch" (validation / checkpoint period)
-    server_lr: float = 1.0  # server SGD learning rate on the pseudo-gradient -Δ
-    server_momentum: float = 0.9  # server SGD momentum (0.9 = FedAvgM)
-    private: bool = True  # true: DP-FedAvg (clip + noise + accounting); false: plain FedAvg
-    clip: float = 1.0  # S: L2 bound on each client's update
-    noise_multiplier: Optional[float] = 1.0  # σ: noise std is σ S / (q W); null with target_epsilon
-    target_epsilon: Optional[float] = None  # choose σ so that the planned rounds spend this ε
-    delta: Optional[float] = None  # δ (per client); null = largest power of ten below 1/num_clients
-    accountant: str = "rdp"  # rdp | prv | gdp (Opacus)
+    # rounds per loop epoch: validation, checkpoints and TensorBoard scalars every N rounds
+    rounds_per_epoch: int = 10
+    server_lr: float = 1.0  # server SGD on the pseudo-gradient -Δ (1 with momentum 0 = plain averaging)
+    server_momentum: float = 0.9  # server SGD momentum in [0, 1) (0.9 = FedAvgM; 0 = plain averaging)
+    private: bool = True  # true: clip + noise + user-level accounting | false: plain FedAvg (no DP; ε = NaN)
+    clip: float = 1.0  # S: each client update Δ_k is scaled to L2 norm <= S (flat, over all parameters)
+    # σ: noise std σ S / (q W) on the averaged update: 1.0, or null once target_epsilon is set
+    noise_multiplier: Optional[float] = 1.0
+    # e.g. method.target_epsilon=8: σ chosen so the `rounds` planned rounds spend this ε
+    target_epsilon: Optional[float] = None
+    # δ of the per-client (ε, δ) guarantee; null = largest power of ten below 1/num_clients
+    delta: Optional[float] = None
+    accountant: str = "rdp"  # Opacus accountant: rdp | prv | gdp
 
     def validate(self) -> None:
         require(self.num_clients >= 1, "method.num_clients", self.num_clients, "an integer >= 1")
@@ -79,114 +85,6 @@ class DPFedAvgConfig:
             validate_privacy_keys(self, clip_key="clip")
         else:
             require_choice("method.accountant", self.accountant, ACCOUNTANTS)
-
-
-# -- client partitions --------------------------------------------------------------------------
-
-def split_iid(n: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A random permutation of ``range(n)`` cut into ``num_clients`` parts whose sizes differ by at most 1."""
-    return np.array_split(rng.permutation(n), num_clients)
-
-
-def clients_per_group(counts: np.ndarray, num_clients: int) -> np.ndarray:
-    """Clients allotted to each group, in proportion to its size (Sainte-Laguë / Webster), >= 1 per
-    non-empty group and 0 for an empty one; raises ConfigError if there are fewer clients than groups."""
-    present = counts > 0
-    if num_clients < present.sum():
-        raise ConfigError(
-            f"Invalid value for 'method.num_clients': {num_clients}. With method.partition=group every "
-            f"client holds rows of one protected group, so at least one client per non-empty group is "
-            f"needed: accepted is an integer >= {int(present.sum())} (the number of non-empty groups).")
-    seats = present.astype(np.int64)
-    for _ in range(num_clients - int(seats.sum())):
-        priority = np.where(present, counts / (seats + 0.5), -1.0)
-        seats[int(np.argmax(priority))] += 1
-    return seats
-
-
-def split_by_group(g: np.ndarray, num_groups: int, num_clients: int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
-    """Single-group clients: each group's rows split iid among its clients (groups in order)."""
-    seats = clients_per_group(np.bincount(g, minlength=num_groups), num_clients)
-    clients = []
-    for group, k in enumerate(seats):
-        if k:
-            rows = np.flatnonzero(g == group)
-            clients += [rows[part] for part in split_iid(len(rows), int(k), rng)]
-    return clients
-
-
-def split_dirichlet(labels: np.ndarray, num_classes: int, num_clients: int, alpha: float,
-                    rng: np.random.Generator) -> list[np.ndarray]:
-    """Hsu, Qi & Brown (2019): for every class k, p_k ~ Dir(alpha 1_W) and class k's rows (shuffled)
-    are cut among the clients in proportions p_k. Clients may end up empty."""
-    parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
-    for k in range(num_classes):
-        p = rng.dirichlet(np.full(num_clients, alpha))
-        if not np.isfinite(p).all() or p.sum() <= 0:  # underflow at tiny alpha: all mass on one client
-            p = np.eye(num_clients)[rng.integers(num_clients)]
-        rows = rng.permutation(np.flatnonzero(labels == k))
-        cuts = np.round(np.cumsum(p)[:-1] * len(rows)).astype(np.int64)
-        for client, chunk in enumerate(np.split(rows, cuts)):
-            parts[client].append(chunk)
-    return [np.sort(np.concatenate(p)) for p in parts]
-
-
-def make_partition(y: torch.Tensor, g: torch.Tensor, num_classes: int, num_groups: int, cfg,
-                   seed: int) -> list[torch.Tensor]:
-    """The clients' row indices (int64 tensors on the CPU) for ``cfg.partition``; seeded, deterministic."""
-    rng = np.random.default_rng([seed, _PARTITION])
-    y, g = y.cpu().numpy(), g.cpu().numpy()
-    if cfg.partition == "iid":
-        clients = split_iid(len(y), cfg.num_clients, rng)
-    elif cfg.partition == "group":
-        clients = split_by_group(g, num_groups, cfg.num_clients, rng)
-    else:
-        labels, k = (y, num_classes) if cfg.dirichlet_over == "label" else (g, num_groups)
-        clients = split_dirichlet(labels, k, cfg.num_clients, cfg.alpha, rng)
-    return [torch.as_tensor(np.asarray(c, dtype=np.int64)) for c in clients]
-
-
-def partition_table(clients: list[torch.Tensor], g: torch.Tensor, group_names: list[str]) -> pd.DataFrame:
-    """Rows per client (min / median / max, clients holding any) in total and per protected group."""
-    g = g.cpu()
-    counts = np.stack([torch.bincount(g[c], minlength=len(group_names)).numpy() for c in clients])
-    table = {"all rows": counts.sum(axis=1)}
-    table.update({f"group {name}": counts[:, j] for j, name in enumerate(group_names)})
-    return pd.DataFrame({name: {"min": int(v.min()), "median": float(np.median(v)), "max": int(v.max()),
-                                "clients holding": int((v > 0).sum())} for name, v in table.items()}).T
-
-
-# -- flat parameter vectors ------------------------------------------------------------------------
-
-def flatten_into(tensors: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    """Copy ``tensors`` (any memory format) into the flat vector ``out`` in logical order."""
-    offset = 0
-    for t in tensors:
-        n = t.numel()
-        out[offset:offset + n].copy_(t.detach().reshape(-1))
-        offset += n
-    return out
-
-
-def unflatten_from(vec: torch.Tensor, tensors: list[torch.Tensor]) -> None:
-    """Copy the flat vector ``vec`` into ``tensors`` in place (inverse of :func:`flatten_into`)."""
-    offset = 0
-    with torch.no_grad():
-        for t in tensors:
-            n = t.numel()
-            t.copy_(vec[offset:offset + n].view(t.shape))
-            offset += n
-
-
-def untrained(model: nn.Module) -> list[torch.Tensor]:
-    """Frozen parameters and buffers: copied from the global model to the client model, never averaged."""
-    return [p for p in model.parameters() if not p.requires_grad] + list(model.buffers())
-
-
-def seed_of(*parts: int) -> int:
-    """A 63-bit seed derived from integers (numpy SeedSequence: no collisions between nearby tuples)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 @register

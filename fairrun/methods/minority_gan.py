@@ -12,7 +12,8 @@ import torch
 from fairrun.core.validation import require, require_choice
 from fairrun.data.base import LabeledSplit
 from fairrun.core.errors import ConfigError
-from fairrun.methods.gan_debias import GanDebias, match_names, materialized, score, with_generated
+from fairrun.methods.generative_stages import (GenerativeStages, match_names, materialized, score,
+                                               with_generated)
 from fairrun.methods.registry import register
 
 log = logging.getLogger("fairrun")
@@ -25,24 +26,31 @@ class MinorityGanConfig:
     """``method=minority_gan``: where the minority comes from, the generator, how many images to add."""
 
     name: str = "minority_gan"
-    target_run: Optional[str] = None  # run dir of a finished target classifier; null = train one (ERM) as a sub-run
-    protected_run: Optional[str] = None  # source=vae: protected-attribute classifier run; null = train one
-    source: str = "vae"  # vae: the VAE's rarest training images | group: every image of method.group
-    group: Optional[str] = None  # source=group: the protected group's name (e.g. B)
+    # run dir of a finished target classifier (labels the generated images); null = train it (ERM)
+    target_run: Optional[str] = None
+    # source=vae: run dir of a protected-attribute classifier; null = train it
+    protected_run: Optional[str] = None
+    source: str = "vae"  # vae: the rarest `fraction` of training images under a VAE's latent density | group
+    group: Optional[str] = None  # source=group: the protected group to augment, e.g. B
     fraction: float = 0.05  # source=vae: share of the training set taken as the minority set
     vae_latent_dim: int = 32  # source=vae: the VAE trained as a stage
-    vae_epochs: int = 10
+    vae_epochs: int = 10  # epochs of the VAE that finds the minority set (source=vae)
     bins: int = 10  # source=vae: histogram bins per latent dimension
-    smoothing: float = 0.001  # source=vae: added to every histogram bin
-    combine: str = "product"  # source=vae: product (DB-VAE) | max (MIT course) over latent dimensions
-    generator: Optional[str] = None  # TorchScript generator; null = train the built-in GAN on the minority set
-    latent_dim: Optional[int] = None  # an external generator's latent size (no fairrun metadata)
-    gan_epochs: int = 30
+    smoothing: float = 0.001  # source=vae: added to every histogram bin before normalising
+    combine: str = "product"  # source=vae: product over latent dimensions (DB-VAE) | max (MIT 6.S191 course)
+    # TorchScript generator file; null = train the built-in GAN on the minority set
+    generator: Optional[str] = None
+    # an external generator's latent size (if its file has no fairrun metadata)
+    latent_dim: Optional[int] = None
+    # a generator file is TorchScript *code* (it can read and write files): set true to run it
+    trust_generator: bool = False
+    gan_epochs: int = 30  # built-in GAN: epochs on the minority set
+    # built-in GAN: base channel width (16: ~24 s per 4,000-image epoch at 32 px on one CPU core)
     gan_width: int = 16
     num_generated: int = 1000  # generated images added to the training set
-    synthetic_weight: float = 1.0  # loss weight of each generated image
-    batch_size: int = 256
-    seed: int = 0
+    synthetic_weight: float = 1.0  # loss weight of each generated image (real images: 1)
+    batch_size: int = 256  # generation and scoring batch size
+    seed: int = 0  # latent sampling seed
 
     def validate(self) -> None:
         require_choice("method.source", self.source, SOURCES)
@@ -61,7 +69,7 @@ class MinorityGanConfig:
 
 
 @register
-class MinorityGan(GanDebias):
+class MinorityGan(GenerativeStages):
     """Augment the minority with a GAN trained on it, in the spirit of the dataset de-biasing project that
     fairrun replaces: find the under-represented images (the rarest ``fraction`` under a VAE's latent density,
     as in DB-VAE's density estimate, Amini et al., AIES 2019; or a protected group by name), train the built-in
@@ -69,7 +77,8 @@ class MinorityGan(GanDebias):
     from the baseline target classifier (threshold: validation-F1 optimal, as gan_debias' stage 3) and
     protected labels from the protected classifier (or the chosen group), and train on real + generated data.
 
-    Stages are cached in ``<run dir>/gan_debias/`` like gan_debias' (a re-run skips them).
+    Stages are cached in ``<run dir>/gan_debias/`` like gan_debias' (a re-run skips them): the VAE (``vae/``),
+    the GAN (``gan/``), the generated images (``minority_generated.npy``) and ``generated.png``.
     """
 
     name = "minority_gan"
@@ -103,6 +112,7 @@ class MinorityGan(GanDebias):
 
     def prepare(self, train):
         from fairrun.generative.generators import sample_latents
+        from fairrun.generative.grids import save_grid
 
         cfg = self.cfg
         train = materialized(train)
@@ -124,16 +134,10 @@ class MinorityGan(GanDebias):
             group_index = match_names(prot_classes, train.group_names, "protected")
             p = score(prot_model, prot_method, images, self.device, cfg.batch_size)
             g_fake = torch.as_tensor(group_index[(p > prot_threshold).astype(int)], dtype=torch.long)
-        self.write_grid(images)
+        grid = self.stages.stage("generated.png")
+        grid.run(lambda: save_grid(images[:64], grid.path, title="minority_gan: generated images"))
         augmented = with_generated(train, images, y_fake, g_fake, cfg.synthetic_weight)
         self.summary["mg_n_generated"] = len(images)
         log.info("minority_gan: training on %d real + %d generated images; group x label counts:\n%s", len(train),
                  len(images), augmented.counts().to_string())
         return augmented
-
-    def write_grid(self, images: torch.Tensor) -> None:
-        path = self.stage_dir / "generated.png"
-        if not path.is_file():
-            from fairrun.generative.grids import save_grid
-
-            save_grid(images[:64], path, title="minority_gan: generated images")
