@@ -263,11 +263,18 @@ def test_vae_train_config_errors_name_the_key(tmp_path, overrides, key):
 
 @pytest.mark.parametrize("overrides, key", [([], "run_dir=PATH"), (["fraction=0"], "'fraction'"),
                                             (["combine=mean"], "'combine'"), (["bins=0"], "'bins'"),
-                                            (["bins=many"], "'bins'"), (["+top=1"], "'top'")])
+                                            (["+top=1"], "'top'")])
 def test_vae_minority_config_errors(tmp_path, overrides, key):
     extra = [] if not overrides else [f"run_dir={tmp_path}"]
     with pytest.raises(ConfigError, match=key):
         run_vae_minority(compose_vae("vae_minority", [*extra, *overrides]))
+
+
+def test_a_wrongly_typed_key_fails_when_the_config_is_composed():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="bins"):
+        compose_vae("vae_minority", ["run_dir=x", "bins=many"])
 
 
 def test_yaml_defaults_match_the_config_dataclass():

@@ -108,7 +108,7 @@ def wrong_type_message(text: str) -> Optional[str]:
     key, value, wanted = found.group(1), found.group(2), found.group(3) or found.group(4)
     accepted = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}.get(wanted, wanted)
     return paragraph(f"fairrun: error: invalid value for '{key}': {value!r}. Accepted: {accepted} (the type of "
-                     f"'{key}' in its schema; every key, its type and its default: docs/configuration.md).")
+                     f"'{key}' in its schema; every key, its type and its default: docs/keys.md).")
 
 
 def preset_key_message(text: str) -> Optional[str]:

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from fairrun.config.store import TrainSchema, defaults_of, group_schemas, preset_files, schema_of
+from fairrun.config.store import (COMMAND_SECTIONS, TrainSchema, VaeMinoritySchema, defaults_of, group_schemas,
+                                  preset_files, schema_of)
 
 FIELD = re.compile(r"^    (\w+)\s*:[^=#]*(?:=[^#]*)?(?:#\s?(.*))?$")
 COMMENT = re.compile(r"^    #\s?(.*)$")
@@ -129,6 +130,14 @@ def render() -> str:
                                  for key, value in values.items())
                 out.append(f"| `{group}={option}` | `{extends}` | {sets.replace('|', chr(92) + '|')} |")
             out.append("")
+    out += ["", "## The other commands", ""]
+    for section, schema in COMMAND_SECTIONS.items():
+        out += [f"### fairrun {section} train: `{section}.*`", "", first_sentence(schema.__doc__), "",
+                *keys_table(schema, dataclasses.asdict(schema()), section), ""]
+    minority = {f.name: (getattr(VaeMinoritySchema, f.name, "???")) for f in dataclasses.fields(VaeMinoritySchema)}
+    out += ["### fairrun vae minority", "", first_sentence(VaeMinoritySchema.__mro__[1].__doc__), "",
+            *[row.replace("`vae_minority.", "`") for row in
+              keys_table(VaeMinoritySchema, minority, "vae_minority") if "`vae_minority.gpu`" not in row], ""]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip() + "\n"
 
 

@@ -28,6 +28,9 @@ from hydra.core.config_store import ConfigStore
 from fairrun.core.sections import GpuConfig, ImbalanceConfig, TrainerConfig
 from fairrun.data.registry import DATASETS
 from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
+from fairrun.generative.gan import GanConfig
+from fairrun.generative.minority import MinorityConfig
+from fairrun.generative.vae import VaeConfig
 from fairrun.methods import METHODS
 from fairrun.models import MODELS
 
@@ -50,6 +53,17 @@ class TrainSchema:
     eval: EvalConfig = field(default_factory=EvalConfig)  # how scores become decisions; bootstrap intervals
     # other datasets to test on after training, e.g. [{name: utkface, root: /data/UTKFace}]
     eval_datasets: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class VaeMinoritySchema(MinorityConfig):
+    """`fairrun vae minority`'s top level (``conf/vae_minority.yaml`` composes the gpu group into it)."""
+
+    gpu: Any = None  # the gpu group: gpu=auto|cpu|cuda
+
+
+# The sections of the other commands' configs: fairrun gan train (gan.*) and fairrun vae train (vae.*).
+COMMAND_SECTIONS = {"gan": GanConfig, "vae": VaeConfig}
 
 
 def group_schemas() -> dict[str, dict[str, Any]]:
@@ -92,6 +106,9 @@ def register_configs() -> None:
             if option not in presets:
                 store.store(group=group, name=option, node=node)
     store.store(name="train_schema", node=TrainSchema)
+    for section, schema in COMMAND_SECTIONS.items():  # conf/gan.yaml: defaults [gan: default]
+        store.store(group=section, name="default", node=schema)
+    store.store(name="vae_minority_schema", node=VaeMinoritySchema)
 
 
 def option_names(group: str) -> list[str]:

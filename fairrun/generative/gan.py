@@ -58,28 +58,44 @@ NOT_FINGERPRINTED = ("epochs", "sample_every", "generator")
 
 @dataclass
 class GanConfig:
-    """The ``gan`` section of ``conf/gan.yaml`` (``fairrun gan train``) and of the GAN-based methods."""
+    """``fairrun gan train``'s ``gan.*`` keys: the built-in GAN (a small DCGAN with an R1 penalty)."""
 
-    latent_dim: int = 64  # length of the latent vector z
-    width: int = 16  # base channel count: channels at full resolution (x2 per halving, at most 8x)
+    latent_dim: int = 64  # length of the latent vector z ~ N(0, I)
+    # base channel count: channels at full resolution, x2 per halving (at most 8x). Cost grows ~ width^2: at
+    # 32 px, 16 takes ~20 s per 4000-image epoch on one CPU core; use 32-64 on a GPU
+    width: int = 16
+    # passes over the training images; asking a finished out_dir for more epochs continues it
     epochs: int = 20
-    batch_size: int = 32
-    lr: float = 5e-4  # Adam learning rate, both networks
-    beta1: float = 0.0  # Adam betas (0.0, 0.99): Mescheder et al. 2018 / StyleGAN2
-    beta2: float = 0.99
-    upsample: str = "nearest"  # G upsampling: nearest (+ 3x3 conv) | transpose (4x4 stride-2 ConvTranspose2d)
-    loss: str = "ns_r1"  # ns_r1 (non-saturating + R1 penalty) | hinge
-    r1_gamma: float = 10.0  # weight of the R1 penalty gamma/2 E||grad D(x)||^2 (0 = off)
-    r1_every: int = 4  # lazy R1: compute the penalty every this many D steps (scaled up to match)
+    batch_size: int = 32  # images per step of each network
+    lr: float = 5e-4  # Adam learning rate of both networks
+    # Adam betas (0.0, 0.99) as in Mescheder et al. 2018 and StyleGAN2 (0.5 collapsed here)
+    beta1: float = 0.0
+    beta2: float = 0.99  # Adam's second beta
+    # generator upsampling: nearest (x2 + 3x3 conv, no checkerboard) | transpose (4x4 stride-2 ConvTranspose2d
+    # as in DCGAN: ~20% cheaper, checkerboard artefacts early on)
+    upsample: str = "nearest"
+    # ns_r1: non-saturating logistic loss + R1 penalty on real images (Mescheder et al., ICML 2018) | hinge
+    # (usually with spectral_norm=true r1_gamma=0)
+    loss: str = "ns_r1"
+    # R1 weight: gamma/2 * E||grad_x D(x)||^2 on real images (0 = off; also applies to hinge)
+    r1_gamma: float = 10.0
+    r1_every: int = 4  # lazy R1: compute the penalty every this many discriminator steps, scaled up to match
     spectral_norm: bool = False  # spectral normalisation of every discriminator layer
-    ema: float = 0.995  # sampled/exported generator = exponential moving average of G's weights (0 = off)
+    # sample and export an exponential moving average of G's weights (its BatchNorm statistics measured again
+    # for the averaged weights); 0 = the last G
+    ema: float = 0.995
     hflip: bool = True  # random horizontal flips of the training images
-    group: Optional[str] = None  # train only on images of this protected group (name)
-    label: Optional[str] = None  # train only on images of this target class (name)
+    # train only on images of this protected group (its name, e.g. B); null = all groups
+    group: Optional[str] = None
+    # train only on images of this target class (its name, e.g. smiling); null = all classes
+    label: Optional[str] = None
     seed: int = 0  # weight init, image order, flips, latents, and the fixed latents of the sample grids
-    sample_every: int = 1  # write a sample grid every this many epochs (and after the last)
-    generator: Optional[str] = None  # an external generator file for the methods (unused by training)
-    image_size: Optional[int] = None  # null = the dataset's; for external generators: the size to use
+    sample_every: int = 1  # write samples/epoch_NNN.png (and a TensorBoard image) every this many epochs
+    # an external TorchScript generator for the GAN-based methods (not used by gan train)
+    generator: Optional[str] = None
+    # null = dataset.image_size (the built-in GAN needs 16, 32, 64 or 128); for an external generator without
+    # metadata: the size its images are resized to
+    image_size: Optional[int] = None
 
     def validate(self) -> None:
         """Range checks; raises :class:`ConfigError` naming the ``gan.`` key."""

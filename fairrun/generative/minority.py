@@ -86,15 +86,18 @@ def format_enrichment(table: pd.DataFrame) -> str:
 
 @dataclass
 class MinorityConfig:
-    """`fairrun vae minority` keys (see ``conf/vae_minority.yaml``)."""
+    """``fairrun vae minority``'s keys: which training images a trained VAE finds rarest."""
 
-    run_dir: str
-    fraction: float = 0.05
-    bins: int = 10
+    run_dir: str  # the out_dir of `fairrun vae train` (holds vae.pt and the data config it was trained on)
+    fraction: float = 0.05  # share of the training images called the minority (the rarest ones)
+    bins: int = 10  # histogram bins per latent dimension (over each dimension's min..max)
+    # added to every bin's probability before renormalising (keeps log densities finite)
     smoothing: float = 0.001
+    # product: density = Π_d p_d (DB-VAE, Amini et al. AIES 2019) | max: the rarest dimension decides, as in
+    # the MIT 6.S191 DB-VAE lab (see fairrun/generative/density.py)
     combine: str = "product"
-    batch_size: int = 512
-    grid: int = 64
+    batch_size: int = 512  # images encoded at once
+    grid: int = 64  # images in minority_grid.png (the rarest first)
 
     def validate(self) -> None:
         require(isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1, "fraction", self.fraction,

@@ -46,13 +46,15 @@ FORMAT = "fairrun-vae-1"
 
 @dataclass
 class VaeConfig:
-    """The ``vae`` section of ``fairrun vae train`` (see ``conf/vae.yaml``)."""
+    """``fairrun vae train``'s ``vae.*`` keys: a convolutional β-VAE."""
 
-    latent_dim: int = 32  # dimension of z
-    beta: float = 1.0  # weight of the KL term (1 = plain VAE, > 1 = β-VAE)
-    width: int = 32  # channels of the first convolution (x2 per layer, at most x8)
-    epochs: int = 10
-    batch_size: int = 128
+    latent_dim: int = 32  # dimension of the latent z
+    # weight of KL(q(z|x) || N(0, I)) against the summed squared reconstruction error (1 = plain VAE, Kingma &
+    # Welling 2014; > 1 = β-VAE, Higgins et al. 2017)
+    beta: float = 1.0
+    width: int = 32  # channels of the first stride-2 convolution (x2 per layer, at most x8), down to 4x4
+    epochs: int = 10  # raise it and run again with the same out_dir to train on from checkpoints/last.pt
+    batch_size: int = 128  # images per step
     lr: float = 1e-3  # Adam
     seed: int = 0  # weight init, batch order, sampling noise (and the imbalance sampling of the CLI)
 
