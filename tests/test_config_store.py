@@ -11,8 +11,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from fairrun.config.keys import field_comments, render
-from fairrun.config.store import (COMMAND_SECTIONS, TrainSchema, VaeMinoritySchema, defaults_of, group_schemas,
-                                  preset_files, schema_of)
+from fairrun.config.store import (COMMAND_SECTIONS, DataSchema, TrainSchema, VaeMinoritySchema, defaults_of,
+                                  group_schemas, preset_files, schema_of)
 from tests.conftest import compose_train, run_fairrun
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "keys.md"
@@ -54,7 +54,7 @@ def test_a_preset_sets_only_what_differs_from_what_it_extends(group, option):
 
 def test_every_key_has_a_documented_meaning():
     schemas = {schema_of(g, o) for g, o in OPTIONS} | {TrainSchema, type(TrainSchema().eval), VaeMinoritySchema,
-                                                         *COMMAND_SECTIONS.values()}
+                                                         DataSchema, *COMMAND_SECTIONS.values()}
     undocumented = [f"{schema.__qualname__}.{f.name}" for schema in schemas for f in dataclasses.fields(schema)
                     if f.name != "name" and not field_comments(schema).get(f.name)]
     assert not undocumented, "fields without a comment (docs/keys.md shows it as the key's meaning): " \

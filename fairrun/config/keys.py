@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from fairrun.config.store import (COMMAND_SECTIONS, TrainSchema, VaeMinoritySchema, defaults_of, group_schemas,
-                                  preset_files, schema_of)
+from fairrun.config.store import (COMMAND_SECTIONS, DataSchema, TrainSchema, VaeMinoritySchema, defaults_of,
+                                  group_schemas, preset_files, schema_of)
 
 FIELD = re.compile(r"^    (\w+)\s*:[^=#]*(?:=[^#]*)?(?:#\s?(.*))?$")
 COMMENT = re.compile(r"^    #\s?(.*)$")
@@ -130,7 +130,9 @@ def render() -> str:
                                  for key, value in values.items())
                 out.append(f"| `{group}={option}` | `{extends}` | {sets.replace('|', chr(92) + '|')} |")
             out.append("")
-    out += ["", "## The other commands", ""]
+    out += ["", "## The other commands", "", "### fairrun data", "", first_sentence(DataSchema.__mro__[1].__doc__), "",
+            *[row.replace("`data.", "`") for row in keys_table(DataSchema, dataclasses.asdict(DataSchema()), "data")
+              if not any(f"`data.{g}`" in row for g in ("dataset", "imbalance", "gpu"))], ""]
     for section, schema in COMMAND_SECTIONS.items():
         out += [f"### fairrun {section} train: `{section}.*`", "", first_sentence(schema.__doc__), "",
                 *keys_table(schema, dataclasses.asdict(schema()), section), ""]

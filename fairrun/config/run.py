@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -166,12 +166,13 @@ def load_run_config(path: Path) -> RunConfig:
 class DataReportConfig:
     """`fairrun data`: the dataset, the imbalance setting applied to train, and the report's keys."""
 
-    dataset: Any
-    imbalance: ImbalanceConfig
-    gpu: GpuConfig
-    seed: int = 0
-    compare: list = field(default_factory=list)
-    samples: int = 32
+    dataset: Any  # the dataset group: dataset=NAME (required)
+    imbalance: Any  # the imbalance group, applied to the training split as in fairrun train
+    gpu: Any  # the gpu group (gpu.num_workers: decoding processes if the cache must be built)
+    seed: int = 0  # the imbalance sampling seed (as in fairrun train)
+    # other datasets whose group frequencies join the chart, e.g. [{name: imdb_wiki, root: /data/imdb_crop}]
+    compare: List[Any] = field(default_factory=list)
+    samples: int = 32  # images in the sample grid (from the training set actually used)
 
 
 def validate_data_report_config(cfg: DictConfig) -> DataReportConfig:
@@ -186,7 +187,8 @@ def validate_data_report_config(cfg: DictConfig) -> DataReportConfig:
     validate_imbalance(imbalance)
     gpu = typed_section("gpu", GpuConfig, cfg.get("gpu"))
     validate_gpu(gpu)
-    seed, samples = cfg.get("seed", 0), cfg.get("samples", 32)
+    defaults = DataReportConfig(dataset=None, imbalance=None, gpu=None)
+    seed, samples = cfg.get("seed", defaults.seed), cfg.get("samples", defaults.samples)
     require(isinstance(seed, int) and seed >= 0, "seed", seed, "an integer >= 0")
     require(isinstance(samples, int) and 1 <= samples <= 256, "samples", samples, "an integer from 1 to 256")
     compare = cfg.get("compare") or []

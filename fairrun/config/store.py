@@ -25,6 +25,7 @@ from typing import Any, List
 
 from hydra.core.config_store import ConfigStore
 
+from fairrun.config.run import DataReportConfig
 from fairrun.core.sections import GpuConfig, ImbalanceConfig, TrainerConfig
 from fairrun.data.registry import DATASETS
 from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
@@ -53,6 +54,16 @@ class TrainSchema:
     eval: EvalConfig = field(default_factory=EvalConfig)  # how scores become decisions; bootstrap intervals
     # other datasets to test on after training, e.g. [{name: utkface, root: /data/UTKFace}]
     eval_datasets: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class DataSchema(DataReportConfig):
+    """`fairrun data`'s top level (``conf/data.yaml`` composes the dataset, imbalance and gpu groups into it)."""
+
+    dataset: Any = None
+    imbalance: Any = None
+    gpu: Any = None
+    out_dir: str = "${hydra:runtime.output_dir}"  # where counts.csv and the charts go (the run directory)
 
 
 @dataclass
@@ -109,6 +120,7 @@ def register_configs() -> None:
     for section, schema in COMMAND_SECTIONS.items():  # conf/gan.yaml: defaults [gan: default]
         store.store(group=section, name="default", node=schema)
     store.store(name="vae_minority_schema", node=VaeMinoritySchema)
+    store.store(name="data_schema", node=DataSchema)
 
 
 def option_names(group: str) -> list[str]:
