@@ -155,3 +155,21 @@ def test_every_package_is_listed_for_installation():
     listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
     assert packages - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {packages - listed}"
+
+
+def test_constraints_pin_every_dependency():
+    """constraints.txt (the environment the documented numbers were measured in; CI installs with it) pins
+    every dependency and extra of pyproject.toml to one version."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *[d for extra in project["optional-dependencies"].values() for d in extra]]
+    names = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in wanted}
+    pins = {}
+    for line in (PACKAGE.parent / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    assert names - set(pins) == set(), f"not pinned in constraints.txt: {sorted(names - set(pins))}"
+    assert all(pins[n] for n in names)
