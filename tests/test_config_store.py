@@ -113,3 +113,31 @@ def test_the_configuration_page_names_every_option_of_every_group():
     missing = [f"{group}={option}" for group in GROUPS for option in sorted(set(GROUPS[group]) | preset_files(group))
                if f"`{option}`" not in page and group in ("dataset", "model", "method", "gpu", "postprocess")]
     assert not missing, "docs/configuration.md does not name: " + ", ".join(missing)
+
+
+def same_number(text: str, value) -> bool:
+    try:
+        return not isinstance(value, bool) and float(text) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
+def test_defaults_quoted_in_the_methods_table_are_the_schemas():
+    """docs/methods.md's "keys (defaults)" column quotes defaults as `key` (value): each must be the schema's."""
+    import re
+
+    from fairrun.config.keys import shown
+
+    wrong = []
+    for row in (DOCS.parent / "methods.md").read_text().splitlines():
+        cells = [c.strip() for c in row.split(" | ")]
+        name = re.fullmatch(r"\| `(\w+)`", cells[0]) if cells else None
+        if not name or name.group(1) not in GROUPS["method"] or len(cells) < 4:
+            continue
+        defaults = defaults_of("method", name.group(1))
+        for key, quoted in re.findall(r"`(\w+)` \(([^)]*)\)", cells[2]):
+            if key in defaults:
+                first = re.split(r"[ :,]|\\\|", quoted.strip("`"))[0].strip("`")
+                if first != shown(defaults[key]) and not same_number(first, defaults[key]):
+                    wrong.append(f"method={name.group(1)} {key}: docs say {first}, the schema {shown(defaults[key])}")
+    assert not wrong, "\n".join(wrong)
