@@ -15,7 +15,7 @@ from fairrun.data.batches import to_float
 from fairrun.evaluation.decision import apply_threshold, choose_threshold, fit_threshold_optimizer, postprocessed
 from fairrun.core.errors import FairrunError
 from fairrun.metrics import group_metrics
-from fairrun.metrics.bootstrap import bootstrap_intervals, should_bootstrap_scores
+from fairrun.metrics.bootstrap import SCORE_METRICS, bootstrap_intervals, should_bootstrap_scores
 
 log = logging.getLogger("fairrun")
 
@@ -102,9 +102,9 @@ def with_intervals(metrics: dict, pred: pd.DataFrame, rule: DecisionRule, name: 
         return metrics
     scores = pred["y_score"].to_numpy() if num_classes == 2 else None
     if scores is not None and not should_bootstrap_scores(len(pred), rule.bootstrap, rule.bootstrap_scores):
-        log.info("%s: no bootstrap intervals for auc/ap/kl/ti_gap (%d rows x %d replicates is above the "
+        log.info("%s: no bootstrap intervals for %s (%d rows x %d replicates is above the "
                  "eval.bootstrap_scores=auto budget; set eval.bootstrap_scores=true to compute them)",
-                 name, len(pred), rule.bootstrap)
+                 name, "/".join(SCORE_METRICS), len(pred), rule.bootstrap)
     return {**metrics, **bootstrap_intervals(
         pred["y_true"].to_numpy(), pred["y_pred"].to_numpy(), pred["group"].cat.codes.to_numpy(), scores=scores,
         group_names=group_names, num_classes=num_classes, n_boot=rule.bootstrap, confidence=rule.confidence,

@@ -9,6 +9,7 @@ are O(n).
 import numpy as np
 
 from ._common import as_ids, check_binary, warn_once
+from .counts import amplification, confusion_counts, indicator
 
 _NAN = float("nan")
 
@@ -42,12 +43,6 @@ def _reference(y_true, groups, y_true_train, groups_train, n_groups, transpose=F
     return np.bincount(2 * groups + y_true, minlength=2 * n_groups).reshape(n_groups, 2)
 
 
-def _indicator(r):
-    """y_at = 1[P(A=a, T=t) > P(A=a) P(T=t)], compared exactly in integers: n n_at > n_a n_t."""
-    n, n_a, n_t = r.sum(), r.sum(axis=1), r.sum(axis=0)
-    return n * r > n_a[:, None] * n_t[None, :]
-
-
 def _amplification(delta, y_at, keep, what, msgs):
     """Mean over the kept cells of y_at Δ_at + (1 - y_at)(-Δ_at); NaN with a message if none."""
     values = np.where(y_at, delta, -delta)[keep]
@@ -55,19 +50,6 @@ def _amplification(delta, y_at, keep, what, msgs):
         msgs.append(f"{what} is NaN: no (attribute, task) cell is defined")
         return _NAN
     return float(values.mean())
-
-
-def ba_from_counts(c, r, msgs):
-    """BiasAmp A->T from test counts c[a, t, t_hat] and reference counts r[a, t] (see below)."""
-    n_a = c.sum(axis=(1, 2))
-    if np.count_nonzero(n_a) < 2:
-        msgs.append("bias amplification is NaN: fewer than two groups have members")
-        return _NAN
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # Δ_at = P(T_hat=t | A=a) - P(T=t | A=a), rows of empty groups are NaN and left out
-        delta = (c.sum(axis=1) - c.sum(axis=2)) / n_a[:, None]
-    keep = np.broadcast_to((n_a > 0)[:, None], delta.shape)
-    return _amplification(delta, _indicator(r), keep, "bias amplification", msgs)
 
 
 def bias_amplification(y_true, y_pred, groups, n_groups=None, y_true_train=None, groups_train=None):
@@ -98,13 +80,15 @@ def bias_amplification(y_true, y_pred, groups, n_groups=None, y_true_train=None,
     check_binary(y_true, "y_true")
     check_binary(y_pred, "y_pred")
     n_groups = _n_groups([g], n_groups)
-    c = np.bincount(4 * g + 2 * y_true + y_pred, minlength=4 * n_groups).reshape(n_groups, 2, 2)
+    c = confusion_counts(y_true, y_pred, g, n_groups)
     r = _reference(y_true, g, y_true_train, groups_train, n_groups)
     n_a = c.sum(axis=(1, 2))
     msgs = []
-    if np.count_nonzero(n_a) >= 2 and np.any(n_a == 0):
+    if np.count_nonzero(n_a) < 2:
+        msgs.append("bias amplification is NaN: fewer than two groups have members")
+    elif np.any(n_a == 0):
         msgs.append(f"group(s) {', '.join(map(str, np.flatnonzero(n_a == 0)))} have no members")
-    value = ba_from_counts(c, r, msgs)
+    value = amplification(c[None], r[None])[0].item()  # the formula of the ``ba`` results column
     warn_once(msgs)
     return value
 
@@ -150,6 +134,6 @@ def bias_amplification_t_to_a(y_true, groups, groups_pred, n_groups=None, y_true
         with np.errstate(invalid="ignore", divide="ignore"):
             delta = ((d.sum(axis=1) - d.sum(axis=2)) / n_t[:, None]).T  # [a, t]
         keep = (n_a > 0)[:, None] & (n_t > 0)[None, :]
-        value = _amplification(delta, _indicator(r), keep, "bias amplification", msgs)
+        value = _amplification(delta, indicator(r), keep, "bias amplification", msgs)
     warn_once(msgs)
     return value

@@ -7,9 +7,13 @@ replicate values, the median their 50th percentile (Efron & Tibshirani, "An Intr
 Bootstrap", 1993, ch. 13; the bootstrap medians are the protocol of Ramaswamy, Kim &
 Russakovsky, CVPR 2021).
 
+Which metrics get intervals is the registry's ``bootstraps`` (:mod:`fairrun.metrics.registry`).
+
 **Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate, and
 every gap built from them: acc_gap, acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba)
-are functions of the per-group confusion counts c[g, y, y_hat] only. Resampling n_g rows of group
+are functions of the per-group confusion counts c[g, y, y_hat] only, computed for all replicates
+at once by the formulas of :mod:`fairrun.metrics.counts`, the same that give the point estimates
+(there on the observed counts, B = 1). Resampling n_g rows of group
 g with replacement gives confusion counts distributed exactly Multinomial(n_g, c[g] / n_g), so a
 replicate is drawn as one multinomial per group instead of n_g row indices: the cost is
 O(B * G * K^2), independent of the number of predictions, with the same distribution as the
@@ -30,15 +34,18 @@ import zlib
 
 import numpy as np
 
+from . import registry
 from ._common import as_ids, as_scores
+from .counts import confusion_counts, count_metrics
+from .counts import divide as _div
 from .scores import KL_BINS, KL_EPS, KL_SIGMA, histogram_bins
 
 SCORE_BUDGET = 50_000_000  # rows x replicates for the weighted score-metric bootstrap under "auto"
 CHUNK_ELEMENTS = 4_000_000  # rows x replicates held in memory at once by the score-metric bootstrap
-COUNT_METRICS = ("accuracy", "balanced_accuracy", "acc_gap", "acc_var", "worst_group_acc", "dp_diff",
-                 "eo_diff", "eopp_diff", "ba")
-SCORE_METRICS = ("auc", "ap", "kl", "ti_gap")
-PER_GROUP = ("acc",)  # per-group columns acc[<group>] that get intervals
+# The metrics that get intervals, from the registry (``bootstraps=True``), in registry order.
+COUNT_METRICS = tuple(m.name for m in registry.metrics(kind="count", per_group=False, bootstraps=True))
+SCORE_METRICS = tuple(m.name for m in registry.metrics(kind="score", per_group=False, bootstraps=True))
+PER_GROUP = tuple(m.name for m in registry.metrics(kind="count", per_group=True, bootstraps=True))  # acc[<group>]
 
 
 def rng_for(seed: int, name: str) -> np.random.Generator:
@@ -47,13 +54,6 @@ def rng_for(seed: int, name: str) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------- count metrics
-
-def cell_counts(y_true, y_pred, groups, n_groups: int, num_classes: int) -> np.ndarray:
-    """Confusion counts c[g, y, y_hat] (shape G x K x K) from one bincount."""
-    k = num_classes
-    cells = (groups.astype(np.intp) * k + y_true) * k + y_pred
-    return np.bincount(cells, minlength=n_groups * k * k).reshape(n_groups, k, k)
-
 
 def resample_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """B replicates of c[g, y, y_hat] under within-group resampling: shape (B, G, K, K).
@@ -68,91 +68,6 @@ def resample_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -
     p[n == 0, 0] = 1.0  # any valid distribution: 0 draws
     draws = rng.multinomial(n.astype(np.int64), p, size=(n_boot, g))
     return draws.reshape(n_boot, g, k, k)
-
-
-def _div(num, den):
-    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
-
-
-def _gap(values: np.ndarray, stat: str) -> np.ndarray:
-    """Row-wise max - min (``ptp``) or population variance (``var``) over defined groups; NaN if < 2."""
-    defined = ~np.isnan(values)
-    enough = defined.sum(axis=1) >= 2
-    out = np.full(values.shape[0], np.nan)
-    if not enough.any():
-        return out
-    v = values[enough]
-    d = defined[enough]
-    if stat == "ptp":
-        hi = np.where(d, v, -np.inf).max(axis=1)
-        lo = np.where(d, v, np.inf).min(axis=1)
-        out[enough] = hi - lo
-    else:
-        cnt = d.sum(axis=1)
-        mean = np.where(d, v, 0.0).sum(axis=1) / cnt
-        out[enough] = np.where(d, (v - mean[:, None]) ** 2, 0.0).sum(axis=1) / cnt
-    return out
-
-
-def _worst(values: np.ndarray) -> np.ndarray:
-    defined = ~np.isnan(values)
-    out = np.where(defined, values, np.inf).min(axis=1)
-    out[~defined.any(axis=1)] = np.nan
-    return out
-
-
-def _bias_amplification(c: np.ndarray) -> np.ndarray:
-    """BiasAmp A->T per replicate from c[b, a, t, t_hat] (as ``fairrun.metrics.bias_amplification``)."""
-    n_a = c.sum(axis=(2, 3))  # (B, A)
-    r = c.sum(axis=3)  # (B, A, T) counts of the true labels
-    n, n_t = r.sum(axis=(1, 2)), r.sum(axis=1)
-    y_at = n[:, None, None] * r > n_a[:, :, None] * n_t[:, None, :]
-    delta = _div((c.sum(axis=2) - r).astype(np.float64), n_a[:, :, None].astype(np.float64))
-    keep = np.broadcast_to((n_a > 0)[:, :, None], delta.shape)
-    values = np.where(keep, np.where(y_at, delta, -delta), 0.0)
-    cells = keep.sum(axis=(1, 2))
-    out = np.full(c.shape[0], np.nan)
-    ok = (n_a > 0).sum(axis=1) >= 2
-    out[ok] = values[ok].sum(axis=(1, 2)) / cells[ok]
-    return out
-
-
-def count_metrics(c: np.ndarray, binary: bool) -> dict[str, np.ndarray]:
-    """The count-based metrics of ``group_metrics`` for every replicate of c[b, g, y, y_hat].
-
-    Returns arrays of length B: the overall and gap metrics under their results names, and the
-    per-group arrays (B, G) under ``acc``, ``tpr``, ``fpr``, ``sel``. Definitions are those of
-    :func:`fairrun.metrics.group_metrics` (tested equal on the observed counts).
-    """
-    c = c.astype(np.int64, copy=False)
-    n_g = c.sum(axis=(2, 3))
-    hits = np.diagonal(c, axis1=2, axis2=3).sum(axis=2)
-    acc = _div(hits.astype(np.float64), n_g)
-    confusion = c.sum(axis=1)  # (B, K, K)
-    rows = confusion.sum(axis=2)
-    total = rows.sum(axis=1)
-    recall = _div(np.diagonal(confusion, axis1=1, axis2=2).astype(np.float64), rows)
-    present = rows > 0
-    out = {
-        "accuracy": _div(np.diagonal(confusion, axis1=1, axis2=2).sum(axis=1).astype(np.float64), total),
-        "balanced_accuracy": _div(np.where(present, recall, 0.0).sum(axis=1), present.sum(axis=1)),
-        "acc_gap": _gap(acc, "ptp"),
-        "acc_var": _gap(acc, "var"),
-        "worst_group_acc": _worst(acc),
-        "acc": acc,
-    }
-    nan = np.full(c.shape[0], np.nan)
-    if not binary:
-        out.update(dp_diff=nan, eo_diff=nan, eopp_diff=nan, ba=nan)
-        return out
-    pos, neg = c[:, :, 1].sum(axis=2), c[:, :, 0].sum(axis=2)
-    tpr = _div(c[:, :, 1, 1].astype(np.float64), pos)
-    fpr = _div(c[:, :, 0, 1].astype(np.float64), neg)
-    sel = _div(c[:, :, :, 1].sum(axis=2).astype(np.float64), n_g)
-    tpr_gap, fpr_gap = _gap(tpr, "ptp"), _gap(fpr, "ptp")
-    out.update(dp_diff=_gap(sel, "ptp"), eo_diff=np.maximum(tpr_gap, fpr_gap), eopp_diff=tpr_gap,
-               ba=_bias_amplification(c), tpr=tpr, fpr=fpr, sel=sel)
-    return out
 
 
 # ---------------------------------------------------------------- score metrics (row weights)
@@ -276,15 +191,15 @@ def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n
                         seed: int = 0, name: str = "", score_metrics="auto") -> dict:
     """Stratified percentile-bootstrap intervals of the fairness metrics of one split.
 
-    Returns ``<metric>_lo``, ``<metric>_median``, ``<metric>_hi`` for the count metrics
-    (``COUNT_METRICS``: accuracy, balanced_accuracy, acc_gap, acc_var, worst_group_acc, dp_diff,
-    eo_diff, eopp_diff, ba), for ``acc[<group>]`` of every group, and, when ``scores`` are given for
-    a binary target and ``score_metrics`` allows it (True, or "auto" with N x B <=
-    ``SCORE_BUDGET``), for auc, ap, kl and ti_gap. Each replicate resamples every group's rows
-    with replacement keeping its size (see the module docstring); the interval is the
-    ``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles of the B replicate values. The
-    generator is seeded by (``seed``, ``name``), so the same run and split always give the same
-    intervals.
+    Returns ``<metric>_lo``, ``<metric>_median``, ``<metric>_hi`` for the metrics the registry
+    bootstraps: the count metrics (``COUNT_METRICS``: accuracy, balanced_accuracy, acc_gap, acc_var,
+    worst_group_acc, dp_diff, eo_diff, eopp_diff, ba), for ``acc[<group>]`` of every group, and,
+    when ``scores`` are given for a binary target and ``score_metrics`` allows it (True, or "auto"
+    with N x B <= ``SCORE_BUDGET``), for the score metrics (``SCORE_METRICS``: auc, ap, kl, ti_gap).
+    Each replicate resamples every group's rows with replacement keeping its size (see the module
+    docstring); the interval is the ``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles of
+    the B replicate values. The generator is seeded by (``seed``, ``name``), so the same run and
+    split always give the same intervals.
     """
     y_true, y_pred, g = as_ids(y_true, "y_true"), as_ids(y_pred, "y_pred"), as_ids(groups, "groups")
     if n_groups is None:
@@ -295,12 +210,13 @@ def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n
     k = max(int(num_classes), int(max(y_true.max(), y_pred.max())) + 1)
     binary = k <= 2
     rng = rng_for(seed, name)
-    reps = count_metrics(resample_counts(cell_counts(y_true, y_pred, g, n_groups, max(k, 2)), n_boot, rng),
-                         binary)
+    keys = COUNT_METRICS + tuple(f"{m}[{registry.GROUP}]" for m in PER_GROUP)
+    reps = count_metrics(resample_counts(confusion_counts(y_true, y_pred, g, n_groups, max(k, 2)), n_boot, rng),
+                         binary, keys=keys)
     series = {m: reps[m] for m in COUNT_METRICS}
     for key in PER_GROUP:
         for i, group in enumerate(names):
-            series[f"{key}[{group}]"] = reps[key][:, i]
+            series[f"{key}[{group}]"] = reps[f"{key}[{registry.GROUP}]"][:, i]
     if binary and scores is not None and should_bootstrap_scores(y_true.size, n_boot, score_metrics):
         series.update(score_replicates(y_true, as_scores(scores, y_true.size), g, n_groups, n_boot, rng))
     out = {}

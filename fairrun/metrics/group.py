@@ -1,15 +1,20 @@
 """Group fairness metrics from per-group counts, each computed with one ``np.bincount`` pass.
 
-Groups are integer ids 0..G-1. Between-group summaries (gaps, variance) ignore groups whose value is
-undefined (NaN) and are NaN themselves when fewer than two groups have a defined value. fairlearn
-returns 0 for a single group; NaN is used here because one group says nothing about disparity.
+The values come from the count formulas of :mod:`fairrun.metrics.counts` applied to the observed
+counts (B = 1), the same formulas the bootstrap applies to its replicates; this module validates the
+inputs, names the columns (in the order of :mod:`fairrun.metrics.registry`) and reports what is
+undefined. Groups are integer ids 0..G-1. Between-group summaries (gaps, variance) ignore groups
+whose value is undefined (NaN) and are NaN themselves when fewer than two groups have a defined
+value. fairlearn returns 0 for a single group; NaN is used here because one group says nothing
+about disparity.
 Each public function emits at most one FairnessMetricWarning naming the groups involved.
 """
 
 import numpy as np
 
+from . import registry
 from ._common import as_ids, as_scores, check_binary, resolve_n_groups, to_numpy, warn_once
-from .amplification import ba_from_counts
+from .counts import Counts, confusion_counts, count_metrics
 from .ranking import ap_from_counts, auc_from_counts, one_class_message, sorted_counts
 from .scores import group_ap_sorted, kl_value, sort_by_score, w1_max_sorted
 
@@ -26,36 +31,21 @@ def _prepare(y_true, y_pred, groups, n_groups):
     return y_true, y_pred, g, n_groups
 
 
-def _div(num, den):
-    """num / den elementwise, NaN where den == 0 (no numpy warning)."""
-    return np.divide(num, den, out=np.full(len(den), np.nan), where=den > 0)
+def _counts(y_true, y_pred, g, n_groups, binary):
+    """The :class:`Counts` (B = 1) of the rows: c[0, g, y, y_hat], K = 2 for a binary target (labels
+    checked), else the largest label + 1."""
+    if binary:
+        check_binary(y_true, "y_true")
+        check_binary(y_pred, "y_pred")
+        k = 2
+    else:
+        k = max(2, int(max(y_true.max(), y_pred.max())) + 1 if y_true.size else 2)
+    return Counts(confusion_counts(y_true, y_pred, g, n_groups, k)[None], binary)
 
 
-def _binary_counts(y_true, y_pred, g, n_groups):
-    """Counts c[g, y, y_hat] from one bincount of the combined cell index."""
-    check_binary(y_true, "y_true")
-    check_binary(y_pred, "y_pred")
-    return np.bincount(4 * g + 2 * y_true + y_pred, minlength=4 * n_groups).reshape(n_groups, 2, 2)
-
-
-def _binary_rates(c):
-    """Per-group n, acc, tpr, fpr, sel, pos, neg from the counts c[g, y, y_hat]."""
-    n, pos, neg = c.sum(axis=(1, 2)), c[:, 1].sum(axis=1), c[:, 0].sum(axis=1)
-    return {
-        "n": n,
-        "acc": _div(c[:, 0, 0] + c[:, 1, 1], n),
-        "tpr": _div(c[:, 1, 1], pos),
-        "fpr": _div(c[:, 0, 1], neg),
-        "sel": _div(c[:, :, 1].sum(axis=1), n),
-        "pos": pos,
-        "neg": neg,
-    }
-
-
-def _acc_rates(y_true, y_pred, g, n_groups):
-    """Per-group n and accuracy for labels with any number of classes."""
-    n = np.bincount(g, minlength=n_groups)
-    return {"n": n, "acc": _div(np.bincount(g, weights=y_true == y_pred, minlength=n_groups), n)}
+def _first(counts):
+    """The per-group rates of the only set of counts: arrays of length G."""
+    return {name: values[0] for name, values in counts.rates().items()}
 
 
 def _names(n_groups, group_names=None):
@@ -84,58 +74,40 @@ def _undefined(rates, names, tpr=False, fpr=False):
     return msgs
 
 
-def _between(values, what, msgs, stat):
-    """``stat`` (np.ptp for a gap, np.var for variance) over the groups with a defined value."""
-    defined = values[~np.isnan(values)]
-    if defined.size < 2:
-        msgs.append(f"{what} is NaN: fewer than two groups have a defined value")
-        return _NAN
-    return float(stat(defined))
+def _nan_reasons(rates, keys):
+    """Messages naming the between-group values among ``keys`` that are NaN, from the per-group rates
+    (the conditions under which the formulas of :mod:`fairrun.metrics.counts` give NaN)."""
+    msgs = []
+
+    def few(rate, what):
+        if np.count_nonzero(~np.isnan(rates[rate])) < 2:
+            msgs.append(f"{what} is NaN: fewer than two groups have a defined value")
+
+    for key in keys:
+        if key == "acc_gap":
+            few("acc", "accuracy gap")
+        elif key == "acc_var":
+            few("acc", "accuracy variance")
+        elif key == "worst_group_acc" and np.isnan(rates["acc"]).all():
+            msgs.append("worst-group accuracy is NaN: no group has a defined accuracy")
+        elif key == "dp_diff":
+            few("sel", "demographic parity difference")
+        elif key in ("eo_diff", "eopp_diff"):
+            few("tpr", "TPR gap")
+            if key == "eo_diff":
+                few("fpr", "FPR gap")
+        elif key == "ba" and np.count_nonzero(rates["n"]) < 2:
+            msgs.append("bias amplification is NaN: fewer than two groups have members")
+    return msgs
 
 
-def _worst(values, msgs):
-    defined = values[~np.isnan(values)]
-    if defined.size == 0:
-        msgs.append("worst-group accuracy is NaN: no group has a defined accuracy")
-        return _NAN
-    return float(defined.min())
-
-
-def _eo(rates, msgs):
-    """(equalized-odds difference, TPR gap); the former is NaN if either gap is undefined."""
-    tpr_gap = _between(rates["tpr"], "TPR gap", msgs, np.ptp)
-    fpr_gap = _between(rates["fpr"], "FPR gap", msgs, np.ptp)
-    return float(np.maximum(tpr_gap, fpr_gap)), tpr_gap
-
-
-def _confusion(y_true, y_pred):
-    """Confusion matrix cm[y, y_hat] over classes 0..K-1 from one bincount."""
-    k = int(max(y_true.max(), y_pred.max())) + 1 if y_true.size else 0
-    return np.bincount(y_true.astype(np.intp) * k + y_pred, minlength=k * k).reshape(k, k)
-
-
-def _overall(cm, msgs):
-    """(accuracy, balanced accuracy) from a confusion matrix cm[y, y_hat]."""
-    total, rows, hits = cm.sum(), cm.sum(axis=1), np.diagonal(cm)
-    if total == 0:
-        msgs.append("no samples")
-        return _NAN, _NAN
-    present = rows > 0
-    return float(hits.sum() / total), float(np.mean(hits[present] / rows[present]))
-
-
-def _group_accuracy(y_true, y_pred, groups, n_groups):
-    """Per-group accuracies and the messages about empty groups."""
+def _single(key, y_true, y_pred, groups, n_groups, binary, tpr=False, fpr=False):
+    """(value, messages): the count metric ``key`` of the rows (B = 1) and what is undefined."""
     y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
-    rates = _acc_rates(y_true, y_pred, g, n_groups)
-    return rates["acc"], _undefined(rates, _names(n_groups))
-
-
-def _group_rates(y_true, y_pred, groups, n_groups, tpr=False, fpr=False):
-    """Binary per-group rates and the messages about groups where the needed rates are undefined."""
-    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
-    rates = _binary_rates(_binary_counts(y_true, y_pred, g, n_groups))
-    return rates, _undefined(rates, _names(n_groups), tpr=tpr, fpr=fpr)
+    counts = _counts(y_true, y_pred, g, n_groups, binary)
+    rates = _first(counts)
+    msgs = _undefined(rates, _names(n_groups), tpr=tpr, fpr=fpr) + _nan_reasons(rates, (key,))
+    return count_metrics(counts, keys=(key,))[key][0].item(), msgs
 
 
 def per_group_rates(y_true, y_pred, groups, n_groups=None):
@@ -148,8 +120,9 @@ def per_group_rates(y_true, y_pred, groups, n_groups=None):
     These are fairlearn's ``MetricFrame(...).by_group`` of accuracy_score, true_positive_rate,
     false_positive_rate, selection_rate and count (fairlearn.org, "Common fairness metrics").
     """
-    rates, msgs = _group_rates(y_true, y_pred, groups, n_groups, tpr=True, fpr=True)
-    warn_once(msgs)
+    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
+    rates = _first(_counts(y_true, y_pred, g, n_groups, binary=True))
+    warn_once(_undefined(rates, _names(n_groups), tpr=True, fpr=True))
     return rates
 
 
@@ -161,7 +134,7 @@ def accuracy(y_true, y_pred):
     if y_true.size == 0:
         warn_once(["no samples"])
         return _NAN
-    return float(np.mean(y_true == y_pred))
+    return float(np.mean(y_true == y_pred))  # labels of any type; equals the count formula's hits / n
 
 
 def balanced_accuracy(y_true, y_pred):
@@ -173,9 +146,9 @@ def balanced_accuracy(y_true, y_pred):
     y_true, y_pred = as_ids(y_true, "y_true"), as_ids(y_pred, "y_pred")
     if y_true.size != y_pred.size:
         raise ValueError(f"lengths differ: y_true {y_true.size}, y_pred {y_pred.size}")
-    msgs = []
-    _, value = _overall(_confusion(y_true, y_pred), msgs)
-    warn_once(msgs)
+    counts = _counts(y_true, y_pred, np.zeros(y_true.size, dtype=np.intp), 1, binary=False)
+    value = count_metrics(counts, keys=("balanced_accuracy",))["balanced_accuracy"][0].item()
+    warn_once(["no samples"] if y_true.size == 0 else [])
     return value
 
 
@@ -185,8 +158,7 @@ def acc_gap(y_true, y_pred, groups, n_groups=None):
     Called "DDP" in FairALM's code; fairlearn: ``MetricFrame(accuracy_score).difference()``.
     NaN if fewer than two groups have members.
     """
-    acc, msgs = _group_accuracy(y_true, y_pred, groups, n_groups)
-    value = _between(acc, "accuracy gap", msgs, np.ptp)
+    value, msgs = _single("acc_gap", y_true, y_pred, groups, n_groups, binary=False)
     warn_once(msgs)
     return value
 
@@ -197,8 +169,7 @@ def acc_var(y_true, y_pred, groups, n_groups=None):
     G' counts the non-empty groups. This is the "unfairness" of the FairFace notebook
     (Karkkainen & Joo, WACV 2021). NaN if fewer than two groups have members.
     """
-    acc, msgs = _group_accuracy(y_true, y_pred, groups, n_groups)
-    value = _between(acc, "accuracy variance", msgs, np.var)
+    value, msgs = _single("acc_var", y_true, y_pred, groups, n_groups, binary=False)
     warn_once(msgs)
     return value
 
@@ -208,8 +179,7 @@ def worst_group_acc(y_true, y_pred, groups, n_groups=None):
 
     Any number of classes; NaN if no group has members.
     """
-    acc, msgs = _group_accuracy(y_true, y_pred, groups, n_groups)
-    value = _worst(acc, msgs)
+    value, msgs = _single("worst_group_acc", y_true, y_pred, groups, n_groups, binary=False)
     warn_once(msgs)
     return value
 
@@ -221,8 +191,7 @@ def dp_diff(y_true, y_pred, groups, n_groups=None):
     Demographic (statistical) parity: Calders & Verwer, DMKD 2010; Dwork et al., ITCS 2012.
     Empty groups are excluded; NaN if fewer than two groups have members.
     """
-    rates, msgs = _group_rates(y_true, y_pred, groups, n_groups)
-    value = _between(rates["sel"], "demographic parity difference", msgs, np.ptp)
+    value, msgs = _single("dp_diff", y_true, y_pred, groups, n_groups, binary=True)
     warn_once(msgs)
     return value
 
@@ -235,8 +204,7 @@ def eo_diff(y_true, y_pred, groups, n_groups=None):
     Groups without positives (negatives) are left out of the TPR (FPR) gap; NaN if either gap has
     fewer than two groups with a defined rate.
     """
-    rates, msgs = _group_rates(y_true, y_pred, groups, n_groups, tpr=True, fpr=True)
-    value, _ = _eo(rates, msgs)
+    value, msgs = _single("eo_diff", y_true, y_pred, groups, n_groups, binary=True, tpr=True, fpr=True)
     warn_once(msgs)
     return value
 
@@ -249,8 +217,7 @@ def eopp_diff(y_true, y_pred, groups, n_groups=None):
     ``MetricFrame(true_positive_rate).difference()``. Groups without positives are left out; NaN
     if fewer than two groups have positives.
     """
-    rates, msgs = _group_rates(y_true, y_pred, groups, n_groups, tpr=True)
-    value = _between(rates["tpr"], "TPR gap", msgs, np.ptp)
+    value, msgs = _single("eopp_diff", y_true, y_pred, groups, n_groups, binary=True, tpr=True)
     warn_once(msgs)
     return value
 
@@ -279,8 +246,9 @@ def _score_metrics(y_true, s, g, n_groups, out, msgs):
 def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None, num_classes=2):
     """All metrics of this module in one call, as a flat dict for one results row.
 
-    Keys: ``n, accuracy, balanced_accuracy, auc, ap, acc_gap, acc_var, worst_group_acc, dp_diff,
-    eo_diff, eopp_diff, ba, kl, ti_gap`` (formulas in the functions of the same name; ``ap`` is
+    Keys, in the order of the metric registry: ``n, accuracy, balanced_accuracy, auc, ap, acc_gap,
+    acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba, kl, ti_gap`` (formulas in the functions of
+    the same name; ``ap`` is
     average_precision, ``ba`` is bias_amplification, i.e. BiasAmp attribute -> task only), then
     ``acc[<name>]``, ``n[<name>]``, ``tpr[<name>]``, ``fpr[<name>]``, ``sel[<name>]``,
     ``ap[<name>]`` (group_average_precision) for every group, <name> = group_names[g] or str(g).
@@ -295,41 +263,22 @@ def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_group
     y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
     names = _names(n_groups, group_names)
     binary = num_classes <= 2 and not (y_true.size and max(y_true.max(), y_pred.max()) > 1)
-    if binary:
-        counts = _binary_counts(y_true, y_pred, g, n_groups)
-        rates, confusion = _binary_rates(counts), counts.sum(axis=0)
-    else:
-        rates, confusion = _acc_rates(y_true, y_pred, g, n_groups), _confusion(y_true, y_pred)
-        rates.update(dict.fromkeys(("tpr", "fpr", "sel"), np.full(n_groups, np.nan)))
-    rates["ap"] = np.full(n_groups, np.nan)
+    counts = _counts(y_true, y_pred, g, n_groups, binary)
+    values = count_metrics(counts)  # every registered count metric (B = 1)
+    rates = _first(counts)
     msgs = _undefined(rates, names, tpr=binary, fpr=binary)
-    overall_acc, balanced = _overall(confusion, msgs)
-    out = {
-        "n": int(y_true.size),
-        "accuracy": overall_acc,
-        "balanced_accuracy": balanced,
-        "auc": _NAN,
-        "ap": _NAN,
-        "acc_gap": _between(rates["acc"], "accuracy gap", msgs, np.ptp),
-        "acc_var": _between(rates["acc"], "accuracy variance", msgs, np.var),
-        "worst_group_acc": _worst(rates["acc"], msgs),
-        "dp_diff": _NAN,
-        "eo_diff": _NAN,
-        "eopp_diff": _NAN,
-        "ba": _NAN,
-        "kl": _NAN,
-        "ti_gap": _NAN,
-    }
-    if binary:
-        out["dp_diff"] = _between(rates["sel"], "demographic parity difference", msgs, np.ptp)
-        out["eo_diff"], out["eopp_diff"] = _eo(rates, msgs)
-        out["ba"] = ba_from_counts(counts, counts.sum(axis=2), msgs)
-        if scores is not None:
-            s = as_scores(scores, y_true.size)
-            if y_true.size:
-                rates["ap"] = _score_metrics(y_true, s, g, n_groups, out, msgs)
-    for key in ("acc", "n", "tpr", "fpr", "sel", "ap"):
-        for name, value in zip(names, rates[key].tolist()):
-            out[f"{key}[{name}]"] = value
+    msgs += _nan_reasons(rates, ("acc_gap", "acc_var", "worst_group_acc")
+                         + (("dp_diff", "eo_diff", "ba") if binary else ()))
+    # the columns in registry order; score metrics NaN until computed
+    out = {m.name: values[m.key][0].item() if m.kind == "count" else _NAN for m in registry.metrics(per_group=False)}
+    per_group = {m.key: values[m.key][0] if m.kind == "count" else np.full(n_groups, np.nan)
+                 for m in registry.metrics(per_group=True)}
+    if binary and scores is not None:
+        s = as_scores(scores, y_true.size)
+        if y_true.size:
+            per_group[f"ap[{registry.GROUP}]"] = _score_metrics(y_true, s, g, n_groups, out, msgs)
+    for m in registry.metrics(per_group=True):
+        for name, value in zip(names, per_group[m.key].tolist()):
+            out[f"{m.name}[{name}]"] = value
     warn_once(msgs[:1] if y_true.size == 0 else msgs)  # "no samples" says it all
     return out

@@ -148,6 +148,9 @@ def w1_max_sorted(s, g, n_groups):
 def ti_gap(y_true, scores, groups, n_groups=None, given_label=False):
     """Threshold-invariant gap: Wasserstein-1 distance between the groups' score distributions.
 
+    In one line: max over pairs of groups i, j of W1(i, j) = integral |F_i(u) - F_j(u)| du, F_g the
+    empirical CDF of group g's scores (over pairs of non-empty groups).
+
     For two groups i, j with empirical score CDFs F_i, F_j:
     W1(i, j) = integral |F_i(u) - F_j(u)| du = integral over thresholds tau of
     |P(s > tau | g=i) - P(s > tau | g=j)| dtau, i.e. the demographic-parity gap of the classifier
@@ -222,6 +225,10 @@ def kl_value(y, s, g, n_groups):
 
 def kl(y_true, scores, groups, n_groups=None):
     """KL divergence between the groups' score distributions, per class, as in Ramaswamy et al.
+
+    In one line: max over pairs of groups i, j of [KL(p_i1 || p_j1) + KL(p_j1 || p_i1) + KL(p_i0 ||
+    p_j0) + KL(p_j0 || p_i0)] / 4, p_gc the smoothed 50-bin histogram of the scores of group g's rows
+    with y = c (eligible groups: with rows of both classes).
 
     For each group g and class c in {0, 1}, the scores (probabilities of class 1, in [0, 1]) of
     the group's rows with y = c are counted in ``KL_BINS`` = 50 equal-width bins on [0, 1]

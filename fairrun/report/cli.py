@@ -16,6 +16,7 @@ from fairrun.report import noise, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
 from fairrun.report.table import (
     DEFAULT_BY,
+    DEFAULT_METRICS,
     aggregate,
     default_metrics,
     format_table,
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH", type=Path,
                         help="a sweep directory, a folder of run directories, or one run directory")
     parser.add_argument("--metrics", nargs="+", metavar="M",
-                        help="table columns and charted metrics (default: accuracy worst_group_acc acc_gap "
-                             "dp_diff eo_diff, plus epsilon when any run is private)")
+                        help=f"table columns and charted metrics (default: {' '.join(DEFAULT_METRICS)}, plus "
+                             f"epsilon when any run is private)")
     parser.add_argument("--by", nargs="+", metavar="K", default=list(DEFAULT_BY),
                         help="keys whose value combinations are the table rows: results columns or swept "
                              "override keys (default: method imbalance_ratio)")

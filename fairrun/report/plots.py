@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairrun.metrics import registry
 from fairrun.report.table import format_key, sort_rows, value_order
 
 DPI = 150
@@ -27,29 +28,14 @@ METHOD_COLORS = {
 _EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d"]
 LINESTYLES = ["-", "--", ":", "-."]
-METRIC_LABELS = {
-    "accuracy": "accuracy (fraction correct)",
-    "balanced_accuracy": "balanced accuracy (mean recall over classes)",
-    "worst_group_acc": "worst-group accuracy (min over groups)",
-    "acc_gap": "accuracy gap (max − min group accuracy)",
-    "acc_var": "variance of group accuracies",
-    "dp_diff": "demographic parity difference (selection-rate gap)",
-    "eo_diff": "equalized odds difference (max of TPR, FPR gaps)",
-    "eopp_diff": "equal opportunity difference (TPR gap)",
-    "auc": "ROC AUC", "ap": "average precision",
-    "ba": "bias amplification A→T", "kl": "KL divergence of group score distributions",
-    "ti_gap": "threshold-invariant gap (Wasserstein-1 of group scores)",
-    "epsilon": "privacy budget ε (lower is more private)",
-}
-FAIRNESS_GAPS = ("acc_gap", "dp_diff", "eo_diff", "eopp_diff", "acc_var", "ti_gap", "kl")
+# Labels of the columns that are not metrics; a metric's label is its registry label.
+COLUMN_LABELS = {"epsilon": "privacy budget ε (lower is more private)"}
+FAIRNESS_GAPS = registry.gaps()  # acc_gap, acc_var, dp_diff, eo_diff, eopp_diff, kl, ti_gap
 
 
 def metric_label(metric: str) -> str:
-    """Axis label of a metric: its name and meaning (all metrics but ε are fractions in [0, 1])."""
-    match = re.fullmatch(r"(\w+)\[(.+)\]", metric)
-    if match:
-        return f"{match.group(1)} of group {match.group(2)}"
-    return METRIC_LABELS.get(metric, metric)
+    """Axis label of a column: its name and meaning (all metrics but ε are fractions in [0, 1])."""
+    return COLUMN_LABELS.get(metric) or registry.label(metric)
 
 
 def method_colors(methods) -> dict[str, str]:
@@ -198,7 +184,7 @@ def plot_accuracy_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], p
                     label=f"Pareto front ({int(optimal.sum())} runs):\nbest accuracy at each gap")
             ax.scatter(fx, fy, s=140, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
         ax.set_xlabel(f"{metric_label(gap)}  →  less fair")
-        ax.set_ylabel("accuracy (fraction correct)  →  better")
+        ax.set_ylabel(f"{metric_label('accuracy')}  →  better")
         n = int((np.isfinite(acc) & np.isfinite(gaps)).sum())
         ax.set_title(f"Accuracy vs {gap}: {n} runs ({split} split); ringed = Pareto-optimal")
         _outside_legend(ax, title="method")

@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from fairrun.metrics import registry
+
 DEFAULT_BY = ("method", "imbalance_ratio")
-DEFAULT_METRICS = ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff")
+DEFAULT_METRICS = registry.VIEWS["report"]  # accuracy, worst_group_acc, acc_gap, dp_diff, eo_diff
 DASH = "–"
 
 
@@ -17,7 +19,8 @@ def has_private_runs(results: pd.DataFrame) -> bool:
 
 
 def default_metrics(results: pd.DataFrame) -> list[str]:
-    """accuracy, worst_group_acc, acc_gap, dp_diff, eo_diff (those present), plus epsilon when any run is private."""
+    """The registry's ``report`` view (accuracy, worst_group_acc, acc_gap, dp_diff, eo_diff) as far as present,
+    plus epsilon when any run is private."""
     metrics = [m for m in DEFAULT_METRICS if m in results]
     if has_private_runs(results):
         metrics.append("epsilon")
@@ -29,7 +32,7 @@ def metric_columns(results: pd.DataFrame, intervals: bool = False) -> list[str]:
     with ``intervals=True``."""
     return [c for c in results.columns
             if c != "seed" and pd.api.types.is_numeric_dtype(results[c]) and not pd.api.types.is_bool_dtype(results[c])
-            and (intervals or not str(c).endswith(("_lo", "_hi", "_median")))]
+            and (intervals or not str(c).endswith(registry.INTERVAL_SUFFIXES))]
 
 
 def value_order(key: str, values) -> list:

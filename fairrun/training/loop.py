@@ -25,6 +25,7 @@ from fairrun.core.errors import ConfigError, Interrupted, NonFiniteLoss
 from fairrun.evaluation.predictions import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
+from fairrun.metrics import registry
 from fairrun.models import build_model
 from fairrun.training.checks import model_io, require_every_cell_trained
 from fairrun.training.optimizers import build_optimizer, build_scheduler
@@ -37,6 +38,9 @@ log = logging.getLogger("fairrun")
 # A cross-entropy this large means logits millions apart: training has diverged even if the number is finite
 # (trainer.lr=1e9 reaches 1.7e19 without ever becoming inf), so it stops like a NaN loss does.
 DIVERGED_LOSS = 1e6
+# The validation metric that picks best.pt, the checkpoint evaluated at the end of a run: better by its direction
+# in the metric registry (fairrun.metrics.registry).
+SELECT = "accuracy"
 
 
 @dataclass
@@ -188,18 +192,18 @@ class Trainer:
                             f"the method's settings.{saved}")
 
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
-        """Evaluate on the validation split; log accuracy, gaps and per-group accuracy (x: global step)."""
+        """Evaluate on the validation split; write the registry's ``tensorboard`` view (x: global step):
+        ``val/<metric>``, and ``val_group_<metric>/<group>`` for a per-group metric such as accuracy."""
         metrics, _ = evaluate_split(self.model, self.method, self.val, "val", self.cfg.trainer.eval_batch_size,
                                     self.device, self.amp, self.channels_last)
         step = self.state.global_step
-        for key in ("accuracy", "balanced_accuracy", "worst_group_acc", "acc_gap", "acc_var",
-                    "dp_diff", "eo_diff", "eopp_diff", "auc"):
-            if not math.isnan(metrics[key]):
-                writer.add_scalar(f"val/{key}", metrics[key], step)
-        for name in self.val.group_names:
-            if not math.isnan(metrics[f"acc[{name}]"]):
-                writer.add_scalar(f"val_group_acc/{name}", metrics[f"acc[{name}]"], step)
-        return metrics["accuracy"], metrics["worst_group_acc"]
+        for m in registry.view("tensorboard"):
+            tags = ([(f"val_group_{m.name}/{group}", f"{m.name}[{group}]") for group in self.val.group_names]
+                    if m.per_group else [(f"val/{m.name}", m.name)])
+            for tag, column in tags:
+                if not math.isnan(metrics[column]):
+                    writer.add_scalar(tag, metrics[column], step)
+        return metrics[SELECT], metrics["worst_group_acc"]
 
     def fit(self, writer: SummaryWriter, stop: StopFlag) -> None:
         cfg, s = self.cfg.trainer, self.state
@@ -247,7 +251,7 @@ class Trainer:
                 line += f"  | val acc {val_acc:.4f} worst-group {val_worst:.4f}"
                 s.history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                                   "val_acc": val_acc, "val_worst_group_acc": val_worst})
-                if val_acc > s.best_val_acc:
+                if registry.better(SELECT, val_acc, s.best_val_acc):
                     s.best_val_acc, s.best_epoch = val_acc, epoch
                     rundir.save_checkpoint({"model": self.model.state_dict(), "epoch": epoch,
                                             "fingerprint": self.cfg.fingerprint(),
@@ -346,9 +350,8 @@ class Trainer:
                    and not (isinstance(v, float) and math.isnan(v))}
         hparams.update(lr=self.cfg.trainer.lr, batch_size=self.cfg.trainer.batch_size,
                        epochs=self.epochs)
-        finite = {f"hparam/test_{k}": float(test[k]) for k in
-                  ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff", "eopp_diff")
-                  if not math.isnan(test[k])}
+        finite = {f"hparam/test_{m.name}": float(test[m.name]) for m in registry.view("hparams")
+                  if not math.isnan(test[m.name])}
         writer.add_hparams(hparams, finite, run_name=".")
         rundir.write_text("", self.run_dir / rundir.DONE)
         return results
