@@ -1,11 +1,11 @@
 """Train the runs of the evidence tests and print, per seed, the numbers the tests assert on (JSON).
 
-The evidence tests (tests/evidence.py and the tests that use it, plus test_train's rarer-group test,
+The evidence tests (tests/helpers/evidence.py and the tests that use it, plus test_train's rarer-group test,
 test_synthetic's and test_vae's) assert that a method changes a metric on small CPU runs. CPU results are
 bit-identical on one machine but not across machines: the kernels picked for the CPU (torch's own,
 ``ATEN_CPU_CAPABILITY``; oneDNN's convolutions; MKL's matrix products) round differently, and a run
 diverges as if it had another seed. Measure under several kernel settings, e.g. the three the
-thresholds were set from (tests/evidence.py):
+thresholds were set from (tests/helpers/evidence.py):
 
     python scripts/measure_evidence.py --jobs 2 --out native.json
     ATEN_CPU_CAPABILITY=default python scripts/measure_evidence.py --jobs 2 --out default.json
@@ -15,7 +15,7 @@ thresholds were set from (tests/evidence.py):
 (On an AVX-512 machine ``ATEN_CPU_CAPABILITY=avx2`` alone gave runs bit-identical to the native ones.)
 Every run uses one torch thread, as the tests do (tests/conftest.py). Runs go to ``$FAIRRUN_EVIDENCE_DIR``
 (default: a new temporary folder); set it to a folder of your own to keep them, e.g. to re-run the
-evidence tests on the same runs (``FAIRRUN_EVIDENCE_DIR=DIR pytest tests/test_groupdro.py``) or to add
+evidence tests on the same runs (``FAIRRUN_EVIDENCE_DIR=DIR pytest tests/evidence/test_groupdro.py``) or to add
 seeds later. ``--only`` picks checks by name (comma-separated), ``--seeds`` e.g. ``0-4`` (the default) or
 ``0,3``. All checks for seeds 0-4 (about 90 runs) take about 25 minutes with ``--jobs 2`` on two free cores.
 """
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tests import conftest  # noqa: E402,F401  (one torch thread, FAIRRUN_CACHE, FAIRRUN_EVIDENCE_DIR)
-from tests import evidence  # noqa: E402
+from tests.helpers import evidence  # noqa: E402
 
 METRICS = ("accuracy", "worst_group_acc", "acc[A]", "acc[B]", "acc_gap", "dp_diff", "eo_diff", "eopp_diff")
 
@@ -59,12 +59,12 @@ def _runs(method_overrides, extra=(), splits=("test",), columns=()):
 
 def _checks() -> dict:
     """name -> measure(seed) -> {number: value}: every number an evidence test asserts on, per seed."""
-    from tests import test_fair_mask, test_synthetic, test_train, test_vae
-    from tests.test_dbvae import EVIDENCE_16PX
-    from tests.test_decision import POSTPROCESS_DP
-    from tests.test_fair_reg import FAIR_REG_ACCURACY, FAIR_REG_EOPP
-    from tests.test_groupdro import GROUPDRO
-    from tests.test_methods_data import OVERSAMPLE, REWEIGHT
+    from tests.evidence import test_fair_mask, test_synthetic, test_train, test_vae
+    from tests.integration.test_dbvae import EVIDENCE_16PX
+    from tests.unit.test_decision import POSTPROCESS_DP
+    from tests.integration.test_fair_reg import FAIR_REG_ACCURACY, FAIR_REG_EOPP
+    from tests.integration.test_groupdro import GROUPDRO
+    from tests.integration.test_methods_data import OVERSAMPLE, REWEIGHT
 
     spurious = evidence.SPURIOUS
     vae_dir = evidence._root() / f"vae-{evidence.kernel_tag()}"

@@ -1,4 +1,12 @@
-"""Shared test helpers: a tiny, fast run config and a way to call the `fairrun` CLI."""
+"""Shared fixtures of the whole suite: a tiny, fast run config and a way to call the `fairrun` CLI.
+
+The suite is laid out by layer: ``unit/`` (one module of fairrun at a time, no training beyond a few
+steps), ``integration/`` (runs trained in-process: every method and model, checkpoints, resume),
+``cli/`` (the `fairrun` command in subprocesses: sweeps, reports, faults), ``evidence/`` (seeds of a method
+against ERM on tests/helpers/evidence.py's set-ups; marked ``slow``) and ``helpers/`` (dataset fixtures in
+each dataset's official format, the evidence runner, the fault-injection driver). ``pytest -m "not slow"``
+leaves the evidence out for a quick loop; CI runs everything.
+"""
 from __future__ import annotations
 
 import os
@@ -16,12 +24,19 @@ from hydra import compose, initialize_config_module
 # (subprocesses started by run_fairrun inherit it).
 os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
 
-# Runs of tests/evidence.py are shared by the xdist workers of one session (set here, in the process
-# that starts them, so every worker inherits the same folder; see tests/evidence.py). A folder made here
+# Runs of tests/helpers/evidence.py are shared by the xdist workers of one session (set here, in the process
+# that starts them, so every worker inherits the same folder; see tests/helpers/evidence.py). A folder made here
 # (about 250 MB of runs) is removed when the session ends; one given in the environment is kept.
 _OWN_EVIDENCE_DIR = None
 if "FAIRRUN_EVIDENCE_DIR" not in os.environ:
     _OWN_EVIDENCE_DIR = os.environ["FAIRRUN_EVIDENCE_DIR"] = tempfile.mkdtemp(prefix="fairrun-evidence-")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/evidence/ is marked ``slow``."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "evidence":
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionfinish(session, exitstatus):
