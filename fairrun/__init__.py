@@ -1,6 +1,6 @@
 """fairrun: a command-line runner for fairness experiments on image classifiers.
 
-The package is layered, arrows only downward (``tests/test_architecture.py`` holds the map and fails on an
+The package is layered, arrows only downward (``tests/unit/test_architecture.py`` holds the map and fails on an
 upward import or an import circle): errors, validation and run directories at the bottom -> metrics, data ->
 models, evaluation helpers -> generative models -> methods -> the run config -> training -> sweeps and
 reports -> the commands (:mod:`fairrun.cli`).

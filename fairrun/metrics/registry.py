@@ -14,7 +14,7 @@ column: ``accuracy``, a per-group column ``acc[Male]``, or an interval column ``
 Adding a metric is one entry here plus its formula: for a count metric, a function decorated with
 ``@formula("<key>")`` in :mod:`fairrun.metrics.counts` (the point estimate and the bootstrap then both
 use it); for a score metric, its computation in ``group_metrics`` (and ``score_replicates`` if it
-bootstraps). ``tests/test_metric_registry.py`` fails while the code and the registry disagree, and
+bootstraps). ``tests/unit/test_metric_registry.py`` fails while the code and the registry disagree, and
 while the table in docs/metrics.md is stale: ``python -m fairrun.metrics --markdown docs/metrics.md``
 rewrites it.
 """

@@ -25,7 +25,7 @@ def atomic_write(path: Path, data: bytes | Callable[[str], Any], checksum: bool 
     first rewritten to accept both the file in place and the new one (two lines), then the file is renamed,
     then the sidecar is rewritten with the new digest alone (each step atomic): a process killed at any
     moment leaves a file that its record accepts, never a record that condemns a good file (tested by
-    killing ``fairrun train`` at every rename, ``tests/test_kill_faults.py``). A file in place without a
+    killing ``fairrun train`` at every rename, ``tests/cli/test_kill_faults.py``). A file in place without a
     record (an older fairrun's) keeps none until the new one is in place. An OSError becomes a
     :class:`~fairrun.rundir.errors.WriteError`; the previous version of ``path`` is untouched until the
     rename.
