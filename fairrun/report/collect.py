@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from fairrun import rundir
+from fairrun.core.environment import KEY_FIELDS, differences, results_columns
 from fairrun.core.errors import FairrunError
 
 RESULTS, DONE, ERROR, RUN_CONFIG = "results.pkl", "done", "error.txt", "run_config.yaml"
@@ -187,6 +188,39 @@ def read_results(run_dir: Path) -> pd.DataFrame:
     return rundir.read_results(run_dir / RESULTS)
 
 
+def read_environment(run_dir: Path) -> list[dict]:
+    """The segments of a run's ``environment.json`` (fairrun.core.environment), or [] when the run has
+    none (runs of older fairrun versions) or it cannot be read."""
+    import json
+
+    try:
+        return list(json.loads(rundir.read_text(run_dir / rundir.ENVIRONMENT))["segments"])
+    except (FairrunError, OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def environment_notes(results: pd.DataFrame, jobs_resumed_elsewhere: list[str]) -> list[str]:
+    """Warnings when one table mixes environments: per key field (package versions, torch's CPU capability,
+    the device) with more than one value among the runs, how many runs have each; and the jobs resumed
+    under another environment than they started in."""
+    notes = []
+    for field_name in KEY_FIELDS:
+        column = f"env_{field_name}"
+        if column not in results or "job" not in results:
+            continue
+        per_job = results.drop_duplicates("job")[column].fillna("unknown").astype(str)
+        counts = per_job.value_counts()
+        if len(counts) > 1:
+            notes.append(f"the runs ran in different environments: {field_name} "
+                         + ", ".join(f"{value} ({n} run{'s' * (n > 1)})" for value, n in counts.items())
+                         + ": a difference between rows may come from the software or the CPU kernels, not "
+                           "the method (environment.json of each run)")
+    if jobs_resumed_elsewhere:
+        notes.append("resumed under another environment than they started in: "
+                     + ", ".join(jobs_resumed_elsewhere))
+    return notes
+
+
 def collect(paths: list[Path]) -> Collection:
     """Read every run directory under ``paths`` (each a sweep, a folder of runs, or one run directory).
 
@@ -194,7 +228,7 @@ def collect(paths: list[Path]) -> Collection:
     paths' common folder, when several paths are given, so jobs stay distinct); ``overrides`` joins the job's Hydra overrides with spaces.
     Raises FairrunError for a path that does not exist or that holds no run directory.
     """
-    frames, jobs, all_sweeps, notes = [], [], [], []
+    frames, jobs, all_sweeps, notes, mixed = [], [], [], [], []
     for root in paths:
         root = Path(root)
         if not root.exists():
@@ -222,6 +256,13 @@ def collect(paths: list[Path]) -> Collection:
                 else:
                     frame.insert(0, "overrides", overrides)
                     frame.insert(0, "job", job)
+                    segments = read_environment(run_dir)
+                    if segments:
+                        for column, value in results_columns(segments[-1]).items():
+                            if column not in frame:  # runs of older versions: environment.json only
+                                frame[column] = value
+                        if any(differences(a, b) for a, b in zip(segments, segments[1:])):
+                            mixed.append(job)
                     frames.append(frame)
             elif (run_dir / RESULTS).is_file():
                 error = error or "results.pkl without the done marker: the run did not finish"
@@ -249,6 +290,7 @@ def collect(paths: list[Path]) -> Collection:
     job_frame = pd.DataFrame(jobs, columns=["job", "status", "overrides", "error", "path"])
     job_frame = job_frame.iloc[sorted(range(len(job_frame)), key=lambda i: natural_key(job_frame["job"].iat[i]))]
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["job", "overrides"])
+    notes += environment_notes(results, mixed)
     return Collection(results=results, jobs=job_frame.reset_index(drop=True), sweeps=all_sweeps, notes=notes)
 
 
