@@ -47,11 +47,14 @@ def predictions_frame(split: LabeledSplit, proba: torch.Tensor, split_name: str)
     """The predictions table: ``split, index, y_true, y_score, y_pred, group`` (group by name).
 
     ``y_score`` is P(class 1) for binary targets and the top-class probability otherwise;
-    ``y_pred`` is the arg-max class (for binary targets: y_score > 0.5).
+    ``y_pred`` is the arg-max class (for binary targets: y_score > 0.5). The target's class names
+    (``split.class_names``, e.g. ``not_smiling``, ``smiling`` for the synthetic data) travel in
+    ``frame.attrs["class_names"]``: :func:`measure` names the per-cell columns ``acc[<group>,<class>]``
+    by them.
     """
     y_pred = proba.argmax(dim=1).numpy()
     score = proba[:, 1] if proba.shape[1] == 2 else proba.max(dim=1).values
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "split": split_name,
         "index": np.arange(len(split)),
         "y_true": split.y.numpy(),
@@ -59,15 +62,29 @@ def predictions_frame(split: LabeledSplit, proba: torch.Tensor, split_name: str)
         "y_pred": y_pred,
         "group": pd.Categorical.from_codes(split.g.numpy(), categories=split.group_names),
     })
+    frame.attrs["class_names"] = [str(name) for name in split.class_names]
+    return frame
 
 
-def metrics_from_predictions(pred: pd.DataFrame, group_names: list[str], num_classes: int) -> dict:
-    """All fairness metrics of one split from its predictions table."""
+def class_names_of(pred: pd.DataFrame, num_classes: int, class_names=None) -> list[str]:
+    """The target's class names for the per-cell columns: ``class_names`` if given, else those
+    :func:`predictions_frame` recorded in ``pred.attrs``, else the class ids ``"0"``, ``"1"``, ..."""
+    names = class_names if class_names is not None else pred.attrs.get("class_names")
+    if names is None or len(names) != max(int(num_classes), 2):
+        return [str(c) for c in range(max(int(num_classes), 2))]
+    return [str(name) for name in names]
+
+
+def metrics_from_predictions(pred: pd.DataFrame, group_names: list[str], num_classes: int,
+                             class_names=None) -> dict:
+    """All fairness metrics of one split from its predictions table (cells named as
+    :func:`class_names_of` says)."""
     binary = num_classes == 2
     return group_metrics(
         pred["y_true"].to_numpy(), pred["y_pred"].to_numpy(), pred["group"].cat.codes.to_numpy(),
         scores=pred["y_score"].to_numpy() if binary else None,
         group_names=group_names, n_groups=len(group_names), num_classes=num_classes,
+        class_names=class_names_of(pred, num_classes, class_names),
     )
 
 
@@ -93,7 +110,7 @@ class DecisionRule:
 
 
 def with_intervals(metrics: dict, pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list[str],
-                   num_classes: int) -> dict:
+                   num_classes: int, class_names=None) -> dict:
     """``metrics`` plus the bootstrap columns ``<metric>_lo/_median/_hi`` of the split's predictions.
 
     Seeded by the run's seed and the split name (see :mod:`fairrun.metrics.bootstrap`).
@@ -108,7 +125,8 @@ def with_intervals(metrics: dict, pred: pd.DataFrame, rule: DecisionRule, name: 
     return {**metrics, **bootstrap_intervals(
         pred["y_true"].to_numpy(), pred["y_pred"].to_numpy(), pred["group"].cat.codes.to_numpy(), scores=scores,
         group_names=group_names, num_classes=num_classes, n_boot=rule.bootstrap, confidence=rule.confidence,
-        seed=rule.seed, name=name, score_metrics=rule.bootstrap_scores)}
+        seed=rule.seed, name=name, score_metrics=rule.bootstrap_scores,
+        class_names=class_names_of(pred, num_classes, class_names))}
 
 
 def fit_decision_rule(val_pred: pd.DataFrame, num_classes: int, eval_cfg, postprocess_cfg, seed: int,
@@ -135,8 +153,12 @@ def fit_decision_rule(val_pred: pd.DataFrame, num_classes: int, eval_cfg, postpr
 
 
 def measure(pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list[str],
-            num_classes: int) -> list[tuple[str, dict, pd.DataFrame]]:
+            num_classes: int, class_names=None) -> list[tuple[str, dict, pd.DataFrame]]:
     """Apply the decision rule to one split's raw predictions and compute its metrics.
+
+    The per-cell columns ``acc[<group>,<class>]`` name the target classes by ``class_names`` or, when
+    not given, by the names :func:`predictions_frame` recorded with the predictions (the dataset's
+    ``class_names``), falling back to the class ids.
 
     Returns ``[(name, metrics, predictions)]`` and, with post-processing, a second entry
     ``(name + '_raw', …)`` for the thresholded predictions before post-processing.
@@ -146,8 +168,9 @@ def measure(pred: pd.DataFrame, rule: DecisionRule, name: str, group_names: list
     extra = {"threshold": rule.threshold if rule.threshold is not None else float("nan")}
 
     def metrics_of(frame: pd.DataFrame, split_name: str) -> dict:
-        return with_intervals({**extra, **metrics_from_predictions(frame, group_names, num_classes)}, frame, rule,
-                              split_name, group_names, num_classes)
+        point = metrics_from_predictions(frame, group_names, num_classes, class_names)
+        return with_intervals({**extra, **point}, frame, rule, split_name, group_names, num_classes,
+                              class_names)
 
     if rule.optimizer is None:
         return [(name, metrics_of(pred, name), pred)]

@@ -5,7 +5,8 @@ Inputs are 1-D numpy arrays or torch tensors: true labels, predicted labels, int
 ``np.bincount`` pass, so there are no per-row Python loops. Definitions follow fairlearn:
 demographic parity difference, equalized odds difference (worst case of the TPR and FPR gaps),
 equal opportunity difference (TPR gap, the DEO of Ramaswamy et al. 2021), plus accuracy gap,
-variance ("unfairness" of the FairFace notebook) and worst-group accuracy, ROC AUC and average
+variance ("unfairness" of the FairFace notebook), worst-group accuracy, per-cell (group x class)
+accuracy and worst-cell accuracy (the worst-group accuracy of Sagawa et al. 2020), ROC AUC and average
 precision (overall and per group), directional bias amplification (Wang & Russakovsky 2021),
 the smoothed-histogram KL of Ramaswamy et al. 2021, a threshold-invariant gap (Wasserstein-1
 between the groups' score distributions) and ABROCA. ``group_metrics`` returns them (all but
@@ -28,7 +29,9 @@ from .group import (
     eo_diff,
     eopp_diff,
     group_metrics,
+    per_cell_accuracy,
     per_group_rates,
+    worst_cell_acc,
     worst_group_acc,
 )
 from .bootstrap import bootstrap_intervals
@@ -53,7 +56,9 @@ __all__ = [
     "group_average_precision",
     "group_metrics",
     "kl",
+    "per_cell_accuracy",
     "per_group_rates",
     "ti_gap",
+    "worst_cell_acc",
     "worst_group_acc",
 ]

@@ -9,8 +9,9 @@ Russakovsky, CVPR 2021).
 
 Which metrics get intervals is the registry's ``bootstraps`` (:mod:`fairrun.metrics.registry`).
 
-**Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate, and
-every gap built from them: acc_gap, acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba)
+**Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate, per-cell
+accuracy, and every gap built from them: acc_gap, acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba,
+worst_cell_acc)
 are functions of the per-group confusion counts c[g, y, y_hat] only, computed for all replicates
 at once by the formulas of :mod:`fairrun.metrics.counts`, the same that give the point estimates
 (there on the observed counts, B = 1). Resampling n_g rows of group
@@ -46,6 +47,8 @@ CHUNK_ELEMENTS = 4_000_000  # rows x replicates held in memory at once by the sc
 COUNT_METRICS = tuple(m.name for m in registry.metrics(kind="count", per_group=False, bootstraps=True))
 SCORE_METRICS = tuple(m.name for m in registry.metrics(kind="score", per_group=False, bootstraps=True))
 PER_GROUP = tuple(m.name for m in registry.metrics(kind="count", per_group=True, bootstraps=True))  # acc[<group>]
+# acc[<group>,<class>]
+PER_CELL = tuple(m.name for m in registry.metrics(kind="count", per_cell=True, bootstraps=True))
 
 
 def rng_for(seed: int, name: str) -> np.random.Generator:
@@ -188,12 +191,14 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
 
 def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None,
                         num_classes: int = 2, n_boot: int = 1000, confidence: float = 0.95,
-                        seed: int = 0, name: str = "", score_metrics="auto") -> dict:
+                        seed: int = 0, name: str = "", score_metrics="auto", class_names=None) -> dict:
     """Stratified percentile-bootstrap intervals of the fairness metrics of one split.
 
     Returns ``<metric>_lo``, ``<metric>_median``, ``<metric>_hi`` for the metrics the registry
     bootstraps: the count metrics (``COUNT_METRICS``: accuracy, balanced_accuracy, acc_gap, acc_var,
-    worst_group_acc, dp_diff, eo_diff, eopp_diff, ba), for ``acc[<group>]`` of every group, and,
+    worst_group_acc, dp_diff, eo_diff, eopp_diff, ba, worst_cell_acc), for ``acc``, ``tpr``, ``fpr``, ``sel``
+    of every group (``PER_GROUP``), for ``acc[<group>,<class>]`` of every cell (``PER_CELL``; <class> =
+    ``class_names[c]`` or ``str(c)``; the per-cell accuracy of Sagawa et al., ICLR 2020), and,
     when ``scores`` are given for a binary target and ``score_metrics`` allows it (True, or "auto"
     with N x B <= ``SCORE_BUDGET``), for the score metrics (``SCORE_METRICS``: auc, ap, kl, ti_gap).
     Each replicate resamples every group's rows with replacement keeping its size (see the module
@@ -207,16 +212,26 @@ def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n
     names = [str(x) for x in group_names] if group_names is not None else [str(i) for i in range(n_groups)]
     if y_true.size == 0 or n_boot <= 0:
         return {}
-    k = max(int(num_classes), int(max(y_true.max(), y_pred.max())) + 1)
+    k = max(int(num_classes), int(max(y_true.max(), y_pred.max())) + 1,
+            len(class_names) if class_names is not None else 0)
     binary = k <= 2
+    classes = [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(max(k, 2))]
+    if len(classes) != max(k, 2):
+        raise ValueError(f"{len(classes)} class_names for {max(k, 2)} classes")
     rng = rng_for(seed, name)
-    keys = COUNT_METRICS + tuple(f"{m}[{registry.GROUP}]" for m in PER_GROUP)
+    keys = (COUNT_METRICS + tuple(f"{m}[{registry.GROUP}]" for m in PER_GROUP)
+            + tuple(f"{m}[{registry.GROUP},{registry.CLASS}]" for m in PER_CELL))
     reps = count_metrics(resample_counts(confusion_counts(y_true, y_pred, g, n_groups, max(k, 2)), n_boot, rng),
                          binary, keys=keys)
     series = {m: reps[m] for m in COUNT_METRICS}
     for key in PER_GROUP:
         for i, group in enumerate(names):
             series[f"{key}[{group}]"] = reps[f"{key}[{registry.GROUP}]"][:, i]
+    for key in PER_CELL:
+        # in the order of the formula's columns: group by group, class by class
+        cells = [f"{key}[{group},{c}]" for group in names for c in classes]
+        for j, column in enumerate(cells):
+            series[column] = reps[f"{key}[{registry.GROUP},{registry.CLASS}]"][:, j]
     if binary and scores is not None and should_bootstrap_scores(y_true.size, n_boot, score_metrics):
         series.update(score_replicates(y_true, as_scores(scores, y_true.size), g, n_groups, n_boot, rng))
     out = {}

@@ -5,7 +5,8 @@ sets of counts. The point estimates (:func:`fairrun.metrics.group_metrics` and t
 functions) pass the observed counts with B = 1; the bootstrap (:mod:`fairrun.metrics.bootstrap`)
 passes B resampled replicates. Both run the formulas below, one per count metric of the registry
 (:mod:`fairrun.metrics.registry`), each registered with ``@formula(key)`` and returning an array with
-the leading replicate axis: shape (B,) for an overall metric, (B, G) for a per-group one.
+the leading replicate axis: shape (B,) for an overall metric, (B, G) for a per-group one, (B, G * K) for a
+per-cell one (group by group, class by class).
 
 Exactness: a replicate's value is the float the same formula gives for that replicate alone, and the
 B = 1 values are bit for bit those of numpy's ``ptp``, ``var``, ``mean`` and ``min`` over the defined
@@ -13,8 +14,9 @@ values. Sums over groups or classes leave undefined entries out rather than addi
 (:func:`sum_defined`), since numpy's pairwise summation groups the terms by their number.
 
 Undefined values are NaN: a rate with a zero denominator; a gap, variance or BiasAmp with fewer than two
-groups where it is defined; a worst-group accuracy with none; the binary-only metrics of a multi-class
-target. The formulas emit no warnings; the point-estimate functions report undefined values.
+groups where it is defined; a worst-group (worst-cell) accuracy with none; a cell without rows; the
+binary-only metrics of a multi-class target. The formulas emit no warnings; the point-estimate functions
+report undefined values.
 """
 from __future__ import annotations
 
@@ -77,6 +79,17 @@ class Counts:
         return divide(np.diagonal(self.c, axis1=2, axis2=3).sum(axis=2).astype(np.float64), self.n)
 
     @cached_property
+    def cell_n(self) -> np.ndarray:
+        """Rows per (group, true class) cell, n[b, g, c] = sum_k c[b, g, c, k]: (B, G, K)."""
+        return self.c.sum(axis=3)
+
+    @cached_property
+    def cell_acc(self) -> np.ndarray:
+        """Per-cell accuracy c[b, g, c, c] / n[b, g, c] (the recall of class c in group g): (B, G, K);
+        NaN for a cell without rows."""
+        return divide(np.diagonal(self.c, axis1=2, axis2=3).astype(np.float64), self.cell_n)
+
+    @cached_property
     def pos(self) -> np.ndarray:
         """Positive labels (y = 1) per group, (B, G)."""
         return self.c[:, :, 1].sum(axis=2)
@@ -117,7 +130,8 @@ def count_metrics(counts: Counts | np.ndarray, binary: bool | None = None, keys=
 
     ``counts``: a :class:`Counts`, or an array c[b, g, y, y_hat] with ``binary`` given. ``keys``: the
     registry keys wanted (default: every count metric). Overall metrics are arrays of length B, per-group
-    ones (``acc[<group>]``, ...) arrays (B, G). A binary-only metric of a multi-class target is NaN.
+    ones (``acc[<group>]``, ...) arrays (B, G), per-cell ones (``acc[<group>,<class>]``) arrays (B, G * K).
+    A binary-only metric of a multi-class target is NaN.
     """
     if not isinstance(counts, Counts):
         counts = Counts(counts, bool(binary))
@@ -128,6 +142,7 @@ def count_metrics(counts: Counts | np.ndarray, binary: bool | None = None, keys=
             continue
         if m.binary_only and not counts.binary:
             shape = counts.n.shape if m.per_group else counts.n.shape[:1]
+            shape = (shape[0], counts.cell_n[0].size) if m.per_cell else shape
             out[m.key] = np.full(shape, np.nan)
         else:
             out[m.key] = FORMULAS[m.key](counts)
@@ -278,3 +293,20 @@ def _ba(k: Counts) -> np.ndarray:
 # the per-group rates: acc[<group>], n[<group>], tpr[<group>], fpr[<group>], sel[<group>]
 for _rate in ("acc", "n", "tpr", "fpr", "sel"):
     formula(f"{_rate}[{registry.GROUP}]")(lambda k, rate=_rate: getattr(k, rate))
+
+
+# the per-cell results of issue 18: acc[<group>,<class>], n[<group>,<class>] (B, G * K) and their minimum
+
+@formula("worst_cell_acc")
+def _worst_cell_acc(k: Counts) -> np.ndarray:
+    return worst(k.cell_acc.reshape(len(k.c), -1))
+
+
+@formula(f"acc[{registry.GROUP},{registry.CLASS}]")
+def _cell_acc(k: Counts) -> np.ndarray:
+    return k.cell_acc.reshape(len(k.c), -1)
+
+
+@formula(f"n[{registry.GROUP},{registry.CLASS}]")
+def _cell_n(k: Counts) -> np.ndarray:
+    return k.cell_n.reshape(len(k.c), -1)

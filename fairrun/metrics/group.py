@@ -31,15 +31,15 @@ def _prepare(y_true, y_pred, groups, n_groups):
     return y_true, y_pred, g, n_groups
 
 
-def _counts(y_true, y_pred, g, n_groups, binary):
+def _counts(y_true, y_pred, g, n_groups, binary, num_classes=0):
     """The :class:`Counts` (B = 1) of the rows: c[0, g, y, y_hat], K = 2 for a binary target (labels
-    checked), else the largest label + 1."""
+    checked), else the largest label + 1 or ``num_classes``, whichever is larger."""
     if binary:
         check_binary(y_true, "y_true")
         check_binary(y_pred, "y_pred")
         k = 2
     else:
-        k = max(2, int(max(y_true.max(), y_pred.max())) + 1 if y_true.size else 2)
+        k = max(2, int(num_classes), int(max(y_true.max(), y_pred.max())) + 1 if y_true.size else 2)
     return Counts(confusion_counts(y_true, y_pred, g, n_groups, k)[None], binary)
 
 
@@ -54,6 +54,25 @@ def _names(n_groups, group_names=None):
     if len(group_names) != n_groups:
         raise ValueError(f"{len(group_names)} group_names for {n_groups} groups")
     return [str(name) for name in group_names]
+
+
+def _class_names(k, class_names=None):
+    if class_names is None:
+        return [str(c) for c in range(k)]
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class_names for {k} classes (labels 0..{k - 1})")
+    return [str(name) for name in class_names]
+
+
+def _empty_cells(counts, names, classes):
+    """A message naming the (group, class) cells without rows in groups that have members (the
+    cells of an empty group are reported with the group)."""
+    cell_n = counts.cell_n[0]
+    empty = (cell_n == 0) & (cell_n.sum(axis=1) > 0)[:, None]
+    if not empty.any():
+        return []
+    listed = ", ".join(f"({names[g]},{classes[c]})" for g, c in zip(*np.nonzero(empty)))
+    return [f"cell(s) {listed} have no rows (their accuracy is NaN, left out of worst_cell_acc)"]
 
 
 def _undefined(rates, names, tpr=False, fpr=False):
@@ -96,6 +115,8 @@ def _nan_reasons(rates, keys):
             few("tpr", "TPR gap")
             if key == "eo_diff":
                 few("fpr", "FPR gap")
+        elif key == "worst_cell_acc" and np.count_nonzero(rates["n"]) == 0:
+            msgs.append("worst-cell accuracy is NaN: no cell has rows")
         elif key == "ba" and np.count_nonzero(rates["n"]) < 2:
             msgs.append("bias amplification is NaN: fewer than two groups have members")
     return msgs
@@ -222,6 +243,39 @@ def eopp_diff(y_true, y_pred, groups, n_groups=None):
     return value
 
 
+def per_cell_accuracy(y_true, y_pred, groups, n_groups=None, num_classes=None):
+    """Per-cell accuracy of every (protected group g, target class c) cell; arrays (G, K) by ids.
+
+    With C[g, y, y_hat] the confusion counts of group g:
+    ``acc`` = acc_gc = C[g, c, c] / sum_k C[g, c, k] = P(y_hat = c | y = c, g), the recall of class c
+    within group g (``sklearn.metrics.recall_score`` of class c on group g's rows), and
+    ``n`` = n_gc = sum_k C[g, c, k], the rows of group g with label c. The groups of Sagawa et al.
+    (ICLR 2020, GroupDRO) are such cells (attribute × label, e.g. CelebA Blond_Hair × Male). Any number
+    of classes: K = ``num_classes`` or the largest label + 1. A cell without rows is NaN (one warning).
+    """
+    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
+    counts = _counts(y_true, y_pred, g, n_groups, binary=False, num_classes=num_classes or 0)
+    classes = _class_names(counts.c.shape[2])
+    warn_once(_undefined(_first(counts), _names(n_groups)) + _empty_cells(counts, _names(n_groups), classes))
+    return {"acc": counts.cell_acc[0], "n": counts.cell_n[0]}
+
+
+def worst_cell_acc(y_true, y_pred, groups, n_groups=None, num_classes=None):
+    """Worst-cell accuracy = min over cells (g, c) with n_gc > 0 of acc_gc = P(y_hat = c | y = c, g).
+
+    The "worst-group accuracy" of the subpopulation-shift literature (Sagawa et al., ICLR 2020, GroupDRO:
+    groups = protected attribute × target label), unlike :func:`worst_group_acc`, whose groups are the
+    protected groups alone. Cells without rows are left out (one warning); NaN if none has rows.
+    """
+    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
+    counts = _counts(y_true, y_pred, g, n_groups, binary=False, num_classes=num_classes or 0)
+    names = _names(n_groups)
+    rates = _first(counts)
+    msgs = _undefined(rates, names) + _empty_cells(counts, names, _class_names(counts.c.shape[2]))
+    warn_once(msgs + _nan_reasons(rates, ("worst_cell_acc",)))
+    return count_metrics(counts, keys=("worst_cell_acc",))["worst_cell_acc"][0].item()
+
+
 def _score_metrics(y_true, s, g, n_groups, out, msgs):
     """auc, ap, ti_gap, kl and the per-group AP from one sort of the scores (binary target)."""
     n_pos = int(y_true.sum())
@@ -243,7 +297,8 @@ def _score_metrics(y_true, s, g, n_groups, out, msgs):
     return group_ap_sorted(s_sorted, y_sorted, g_sorted, n_groups)
 
 
-def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None, num_classes=2):
+def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None, num_classes=2,
+                  class_names=None):
     """All metrics of this module in one call, as a flat dict for one results row.
 
     Keys, in the order of the metric registry: ``n, accuracy, balanced_accuracy, auc, ap, acc_gap,
@@ -251,34 +306,45 @@ def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_group
     the same name; ``ap`` is
     average_precision, ``ba`` is bias_amplification, i.e. BiasAmp attribute -> task only), then
     ``acc[<name>]``, ``n[<name>]``, ``tpr[<name>]``, ``fpr[<name>]``, ``sel[<name>]``,
-    ``ap[<name>]`` (group_average_precision) for every group, <name> = group_names[g] or str(g).
+    ``ap[<name>]`` (group_average_precision) for every group, <name> = group_names[g] or str(g), then
+    ``worst_cell_acc``, ``acc[<name>,<class>]`` and ``n[<name>,<class>]`` (per_cell_accuracy) for every
+    group and target class, <class> = class_names[c] or str(c), K = num_classes (or the largest label + 1)
+    classes; the per-cell columns come last so the earlier ones keep their places.
     ``auc``, ``ap``, ``kl``, ``ti_gap`` and ``ap[<name>]`` need ``scores`` (``kl`` scores in
     [0, 1]) and are NaN without them; ``ba`` uses ``y_pred``, with y_at from the evaluated labels.
     For a multi-class target (num_classes > 2 or a label > 1) the binary-only values (auc, ap,
     dp_diff, eo_diff, eopp_diff, ba, kl, ti_gap, tpr, fpr, sel, ap[<name>]) are NaN with the same
-    keys. All undefined values are reported in a single FairnessMetricWarning.
+    keys; the per-cell columns exist for every class. All undefined values (also cells without rows)
+    are reported in a single FairnessMetricWarning.
     """
     if n_groups is None and group_names is not None:
         n_groups = len(group_names)
     y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
     names = _names(n_groups, group_names)
     binary = num_classes <= 2 and not (y_true.size and max(y_true.max(), y_pred.max()) > 1)
-    counts = _counts(y_true, y_pred, g, n_groups, binary)
+    k = max(int(num_classes), len(class_names) if class_names is not None else 0)
+    counts = _counts(y_true, y_pred, g, n_groups, binary, num_classes=k)
+    classes = _class_names(counts.c.shape[2], class_names)
     values = count_metrics(counts)  # every registered count metric (B = 1)
     rates = _first(counts)
     msgs = _undefined(rates, names, tpr=binary, fpr=binary)
     msgs += _nan_reasons(rates, ("acc_gap", "acc_var", "worst_group_acc")
                          + (("dp_diff", "eo_diff", "ba") if binary else ()))
-    # the columns in registry order; score metrics NaN until computed
-    out = {m.name: values[m.key][0].item() if m.kind == "count" else _NAN for m in registry.metrics(per_group=False)}
-    per_group = {m.key: values[m.key][0] if m.kind == "count" else np.full(n_groups, np.nan)
-                 for m in registry.metrics(per_group=True)}
+    if y_true.size:
+        msgs += _empty_cells(counts, names, classes)
+    # every family's values in registry order; score metrics NaN until computed
+    family = {m.key: values[m.key].reshape(-1) if m.kind == "count"
+              else np.full(len(m.columns(names, classes)), np.nan) for m in registry.REGISTRY.values()}
     if binary and scores is not None:
         s = as_scores(scores, y_true.size)
         if y_true.size:
-            per_group[f"ap[{registry.GROUP}]"] = _score_metrics(y_true, s, g, n_groups, out, msgs)
-    for m in registry.metrics(per_group=True):
-        for name, value in zip(names, per_group[m.key].tolist()):
-            out[f"{m.name}[{name}]"] = value
+            overall = {}
+            family[f"ap[{registry.GROUP}]"] = _score_metrics(y_true, s, g, n_groups, overall, msgs)
+            for key, value in overall.items():
+                family[key] = np.array([value])
+    out = {}
+    for m in registry.REGISTRY.values():
+        for column, value in zip(m.columns(names, classes), np.asarray(family[m.key]).tolist()):
+            out[column] = value
     warn_once(msgs[:1] if y_true.size == 0 else msgs)  # "no samples" says it all
     return out

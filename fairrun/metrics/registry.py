@@ -7,9 +7,10 @@ choice (``fairrun.training.loop``), the table printed after a run (``fairrun.rep
 report's defaults, labels and fairness gaps (``fairrun.report``), and the table of docs/metrics.md.
 
 An entry is data: a frozen :class:`Metric`. ``REGISTRY`` maps each entry's :attr:`Metric.key` (its
-column name, or ``name[<group>]`` for a per-group family) to it, in the column order of results.pkl.
-The lookups (:func:`metric`, :func:`direction`, :func:`label`, :func:`better`, ...) take any results
-column: ``accuracy``, a per-group column ``acc[Male]``, or an interval column ``acc[Male]_lo``.
+column name, ``name[<group>]`` for a per-group family, or ``name[<group>,<class>]`` for a per-cell one)
+to it, in the column order of results.pkl. The lookups (:func:`metric`, :func:`direction`,
+:func:`label`, :func:`better`, ...) take any results column: ``accuracy``, a per-group column
+``acc[Male]``, a per-cell column ``acc[Male,1]``, or an interval column ``acc[Male]_lo``.
 
 Adding a metric is one entry here plus its formula: for a count metric, a function decorated with
 ``@formula("<key>")`` in :mod:`fairrun.metrics.counts` (the point estimate and the bootstrap then both
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GROUP = "<group>"  #: the placeholder of the group name in a per-group key: ``acc[<group>]``
+CLASS = "<class>"  #: the placeholder of the class name in a per-cell key: ``acc[<group>,<class>]``
 INTERVAL_SUFFIXES = ("_lo", "_median", "_hi")  #: bootstrap columns ``<column>_lo`` etc.
 KINDS = ("count", "score")
 
@@ -40,25 +42,35 @@ class Metric:
     higher_is_better: bool | None  #: None: descriptive (a count, a selection rate), neither good nor bad
     kind: str  #: "count": a function of the per-group confusion counts; "score": needs the scores
     bootstraps: bool  #: whether results rows carry its ``_lo``, ``_median``, ``_hi`` bootstrap columns
-    label: str  #: axis and table label; a per-group label has a ``{group}`` field
+    #: axis and table label; a per-group label has a ``{group}`` field, a per-cell one also ``{cls}``
+    label: str
     reference: str = ""  #: where the definition comes from
     per_group: bool = False  #: one column ``name[<group>]`` per group instead of one column ``name``
     binary_only: bool = False  #: NaN for multi-class targets
     gap: bool = False  #: a between-group disparity: 0 at parity, lower is fairer (the report's "--gap")
     format: str = ".4f"  #: format spec of one value
     function: str | None = None  #: the public function of ``fairrun.metrics`` whose docstring defines it
+    #: one column ``name[<group>,<class>]`` per (protected group, target class) cell, group by group
+    per_cell: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.name}: kind must be one of {KINDS}, not {self.kind!r}")
         if self.gap and self.higher_is_better is not False:
             raise ValueError(f"metric {self.name}: a fairness gap is minimised (higher_is_better=False)")
-        if self.per_group != ("{group}" in self.label):
-            raise ValueError(f"metric {self.name}: a per-group label, and only one, has a {{group}} field")
+        if self.per_group and self.per_cell:
+            raise ValueError(f"metric {self.name}: per group or per cell, not both")
+        grouped = self.per_group or self.per_cell
+        if grouped != ("{group}" in self.label) or self.per_cell != ("{cls}" in self.label):
+            raise ValueError(f"metric {self.name}: a per-group (per-cell) label, and only one, has a "
+                             f"{{group}} ({{group}} and {{cls}}) field")
 
     @property
     def key(self) -> str:
-        """The registry key: the column name, or ``name[<group>]`` for a per-group family."""
+        """The registry key: the column name, ``name[<group>]`` for a per-group family, or
+        ``name[<group>,<class>]`` for a per-cell one."""
+        if self.per_cell:
+            return f"{self.name}[{GROUP},{CLASS}]"
         return f"{self.name}[{GROUP}]" if self.per_group else self.name
 
     @property
@@ -66,8 +78,11 @@ class Metric:
         """``higher``, ``lower`` (better), or ``none``."""
         return {True: "higher", False: "lower", None: "none"}[self.higher_is_better]
 
-    def columns(self, group_names) -> list[str]:
-        """Its results columns for groups named ``group_names`` (the name alone unless per-group)."""
+    def columns(self, group_names, class_names=()) -> list[str]:
+        """Its results columns for groups named ``group_names`` and target classes named ``class_names``
+        (the name alone unless per-group or per-cell; a per-cell family group by group, class by class)."""
+        if self.per_cell:
+            return [f"{self.name}[{g},{c}]" for g in group_names for c in class_names]
         return [f"{self.name}[{g}]" for g in group_names] if self.per_group else [self.name]
 
 
@@ -84,7 +99,8 @@ _HARDT = "Hardt, Price & Srebro, NeurIPS 2016"
 _RAMASWAMY = "Ramaswamy, Kim & Russakovsky, CVPR 2021"
 
 #: Every metric, in the column order of results.pkl: the overall columns, then the per-group families
-#: (each family's columns group by group).
+#: (each family's columns group by group), then the entries added later (issue 18: the per-cell
+#: accuracy), appended at the end so that the earlier columns keep their places.
 REGISTRY: dict[str, Metric] = _entries(
     Metric("n", "number of evaluated rows", None, "count", False, "number of rows", format="d"),
     Metric("accuracy", "(1/n) sum_i [y_hat_i = y_i]", True, "count", True, "accuracy (fraction correct)",
@@ -132,16 +148,25 @@ REGISTRY: dict[str, Metric] = _entries(
            function="per_group_rates"),
     Metric("n", "number of rows of group g", None, "count", False, "rows of group {group}", per_group=True,
            format="d"),
-    Metric("tpr", "tpr = TP_g / P_g = P(y_hat=1 | y=1, g)", True, "count", False, "TPR of group {group}",
+    Metric("tpr", "tpr = TP_g / P_g = P(y_hat=1 | y=1, g)", True, "count", True, "TPR of group {group}",
            per_group=True, binary_only=True, function="per_group_rates"),
-    Metric("fpr", "fpr = FP_g / N_g = P(y_hat=1 | y=0, g)", False, "count", False, "FPR of group {group}",
+    Metric("fpr", "fpr = FP_g / N_g = P(y_hat=1 | y=0, g)", False, "count", True, "FPR of group {group}",
            per_group=True, binary_only=True, function="per_group_rates"),
-    Metric("sel", "sel = P(y_hat=1 | g) (selection rate)", None, "count", False, "selection rate of group {group}",
-           per_group=True, binary_only=True, function="per_group_rates"),
+    Metric("sel", "sel = P(y_hat=1 | g) (selection rate)", None, "count", True,
+           "selection rate of group {group}", per_group=True, binary_only=True, function="per_group_rates"),
     Metric("ap", "AP_g = sum_k (R_k - R_{k-1}) P_k over the distinct score thresholds k of group g's rows in "
            "decreasing order, R_k = TP_k / P_g, P_k = TP_k / (TP_k + FP_k)", True, "score", False,
            "average precision of group {group}", _RAMASWAMY, per_group=True, binary_only=True,
            function="group_average_precision"),
+    Metric("worst_cell_acc", "min over cells (g, c) with n_gc > 0 of acc_gc = P(y_hat = c | y = c, g)", True,
+           "count", True, "worst-cell accuracy (min over group × class cells)",
+           "the worst-group accuracy of Sagawa et al., ICLR 2020 (groups = attribute × label)",
+           function="worst_cell_acc"),
+    Metric("acc", "acc_gc = C[g, c, c] / sum_k C[g, c, k] = P(y_hat = c | y = c, g), the recall of class c "
+           "within group g", True, "count", True, "accuracy of group {group} with label {cls}",
+           "Sagawa et al., ICLR 2020", per_cell=True, function="per_cell_accuracy"),
+    Metric("n", "n_gc = sum_k C[g, c, k], the rows of group g with label c", None, "count", False,
+           "rows of group {group} with label {cls}", per_cell=True, format="d", function="per_cell_accuracy"),
 )
 
 #: What each display shows by default, in its order. A per-group key (``acc[<group>]``) stands for the
@@ -162,11 +187,23 @@ VIEWS: dict[str, tuple[str, ...]] = {
 _PER_GROUP = re.compile(r"(\w+)\[(.*)\]", re.DOTALL)
 
 
+def _family(name: str, inside: str) -> tuple[str, str]:
+    """(registry key, group or ``group,class``) of a column ``name[inside]``: a per-cell column when
+    ``name`` has a per-cell family and ``inside`` holds a comma (group names join values with '/',
+    never ','), else a per-group one."""
+    cell = f"{name}[{GROUP},{CLASS}]"
+    if "," in inside and cell in REGISTRY:
+        return cell, inside
+    return f"{name}[{GROUP}]", inside
+
+
 def split_column(column: str) -> tuple[str, str | None, str | None]:
-    """``(key, group, suffix)`` of a results column: ``acc[Male]_lo`` -> ``("acc[<group>]", "Male", "_lo")``.
+    """``(key, group, suffix)`` of a results column: ``acc[Male]_lo`` -> ``("acc[<group>]", "Male", "_lo")``,
+    ``acc[Male,1]`` -> ``("acc[<group>,<class>]", "Male,1", None)``.
 
     ``key`` is the registry key the column belongs to (the column itself when nothing matches);
-    ``group`` the group name of a per-group column, ``suffix`` the bootstrap suffix, or None.
+    ``group`` the group name of a per-group column (``group,class`` of a per-cell one), ``suffix`` the
+    bootstrap suffix, or None.
     """
     column = str(column)
     for suffix in (None, *INTERVAL_SUFFIXES):
@@ -177,11 +214,11 @@ def split_column(column: str) -> tuple[str, str | None, str | None]:
         else:
             continue
         match = _PER_GROUP.fullmatch(base)
-        key, group = (f"{match.group(1)}[{GROUP}]", match.group(2)) if match else (base, None)
+        key, group = _family(match.group(1), match.group(2)) if match else (base, None)
         if key in REGISTRY:
             return key, group, suffix
     match = _PER_GROUP.fullmatch(column)
-    return (f"{match.group(1)}[{GROUP}]", match.group(2), None) if match else (column, None, None)
+    return (*_family(match.group(1), match.group(2)), None) if match else (column, None, None)
 
 
 def find(column: str) -> Metric | None:
@@ -240,7 +277,11 @@ def label(column: str) -> str:
     if entry is None:
         match = _PER_GROUP.fullmatch(str(column))
         return f"{match.group(1)} of group {match.group(2)}" if match else str(column)
-    text = entry.label.format(group=group) if entry.per_group else entry.label
+    if entry.per_cell:
+        cell_group, _, cls = group.partition(",")
+        text = entry.label.format(group=cell_group, cls=cls)
+    else:
+        text = entry.label.format(group=group) if entry.per_group else entry.label
     ends = {"_lo": "lower end", "_median": "median", "_hi": "upper end"}
     return f"{text}, bootstrap {ends[suffix]}" if suffix else text
 
@@ -270,10 +311,14 @@ def view_columns(name: str, columns) -> list[str]:
     return out
 
 
-def metrics(kind: str | None = None, per_group: bool | None = None, bootstraps: bool | None = None) -> list[Metric]:
-    """The entries in registry order, optionally only those of a kind, per-group or not, bootstrapped or not."""
+def metrics(kind: str | None = None, per_group: bool | None = None, bootstraps: bool | None = None,
+            per_cell: bool | None = None) -> list[Metric]:
+    """The entries in registry order, optionally only those of a kind, per-group or not, per-cell or not,
+    bootstrapped or not. ``per_group=False`` means the overall columns: neither per-group nor per-cell."""
     return [m for m in REGISTRY.values()
-            if (kind is None or m.kind == kind) and (per_group is None or m.per_group == per_group)
+            if (kind is None or m.kind == kind)
+            and (per_group is None or m.per_group == per_group and (per_group or not m.per_cell))
+            and (per_cell is None or m.per_cell == per_cell)
             and (bootstraps is None or m.bootstraps == bootstraps)]
 
 

@@ -1,5 +1,6 @@
 """The report's charts (matplotlib, Agg, PNG at 150 dpi): metric vs imbalance ratio, the accuracy /
-fairness Pareto front, one run's per-group accuracies, and ε vs a fairness gap for private runs.
+fairness Pareto front, one run's per-group (or, for a binary target, per-cell) accuracies, and ε vs a
+fairness gap for private runs.
 
 Every chart draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot state, no GUI backend),
 keeps its legend outside the axes, and colours each method the same way in every chart.
@@ -191,13 +192,32 @@ def plot_accuracy_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], p
         return _save(fig, path)
 
 
+def _group_columns(run: pd.Series) -> tuple[list[str], list[tuple[str, str]]]:
+    """(groups of the ``acc[<group>]`` columns, (group, class) of the ``acc[<group>,<class>]`` columns),
+    in column order."""
+    groups, cells = [], []
+    for column in run.index:
+        key, inside, suffix = registry.split_column(str(column))
+        if suffix is None and key == f"acc[{registry.GROUP}]":
+            groups.append(inside)
+        elif suffix is None and key == f"acc[{registry.GROUP},{registry.CLASS}]":
+            cells.append(tuple(inside.split(",", 1)))
+    return groups, cells
+
+
 def plot_groups(run: pd.Series, path: Path, title: str) -> Path:
     """Per-group accuracy bars (``acc[<group>]``) of one run, with 95 % bootstrap error bars when
     ``acc[<group>]_lo``/``_hi`` exist, the group's training count ``n_train[<group>]`` written above
-    each bar, and a dashed line at the run's overall accuracy."""
+    each bar, and a dashed line at the run's overall accuracy.
+
+    For a binary target with per-cell columns (``acc[<group>,<class>]``, the cells of Sagawa et al.,
+    ICLR 2020) it draws one bar per cell instead, grouped by protected group and coloured by class, with
+    the cells' intervals and test counts ``n[<group>,<class>]`` (:func:`plot_cells`)."""
     import matplotlib
 
-    groups = [m.group(1) for c in run.index if (m := re.fullmatch(r"acc\[(.+)\]", str(c)))]
+    groups, cells = _group_columns(run)
+    if cells and len({c for _, c in cells}) == 2:
+        return plot_cells(run, path, title, groups, cells)
     values = np.array([_num(run.get(f"acc[{g}]")) for g in groups])
     lo = np.array([_num(run.get(f"acc[{g}]_lo")) for g in groups])
     hi = np.array([_num(run.get(f"acc[{g}]_hi")) for g in groups])
@@ -223,20 +243,81 @@ def plot_groups(run: pd.Series, path: Path, title: str) -> Path:
             if text:
                 ax.annotate(text, (x[i], y), xytext=(0, 4), textcoords="offset points", ha="center",
                             va="bottom", fontsize=9)
-        overall = _num(run.get("accuracy"))
-        if np.isfinite(overall):
-            ax.axhline(overall, color="#c44e52", linestyle="--", linewidth=1.5, zorder=4,
-                       label=f"overall accuracy {overall:.3f}")
-        ax.set_xticks(x)
-        ax.set_xticklabels(groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
-        ax.set_xlim(-0.6, len(groups) - 0.4)
-        ax.set_ylim(0, 1.18)
-        ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_xlabel("protected group")
-        ax.set_ylabel("accuracy within the group (fraction correct)")
-        ax.set_title(title)
-        _outside_legend(ax)
+        _finish_groups(ax, run, groups, title, "accuracy within the group (fraction correct)")
         return _save(fig, path)
+
+
+CELL_COLORS = ("#4c72b0", "#dd8452")  # the two classes of a binary target
+
+
+def plot_cells(run: pd.Series, path: Path, title: str, groups: list[str],
+               cells: list[tuple[str, str]]) -> Path:
+    """One bar per (protected group, class) cell: ``acc[<group>,<class>]`` (the recall of the class within
+    the group), grouped by group and coloured by class, with the cells' 95 % bootstrap intervals
+    (``_lo``/``_hi``), each cell's count ``n[<group>,<class>]`` above its bar, the group's training count
+    below the group's name, and dashed lines at the overall and the worst-cell accuracy (the worst-group
+    accuracy of Sagawa et al., ICLR 2020)."""
+    import matplotlib
+
+    groups = groups or list(dict.fromkeys(g for g, _ in cells))
+    classes = list(dict.fromkeys(c for _, c in cells))
+    width = 0.8 / len(classes)
+    split = run.get("split", "test")
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure(max(6.5, 1.1 * len(groups) + 3.5), 5.0)
+        x = np.arange(len(groups))
+        for j, cls in enumerate(classes):
+            cols = [f"acc[{g},{cls}]" for g in groups]
+            values = np.array([_num(run.get(c)) for c in cols])
+            lo = np.array([_num(run.get(f"{c}_lo")) for c in cols])
+            hi = np.array([_num(run.get(f"{c}_hi")) for c in cols])
+            xs = x + (j - (len(classes) - 1) / 2) * width
+            ax.bar(xs, np.nan_to_num(values), width=width * 0.92, color=CELL_COLORS[j % len(CELL_COLORS)],
+                   label=f"label {cls}", zorder=2)
+            has_bars = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values)
+            if has_bars.any():
+                err = np.vstack([values - lo, hi - values])[:, has_bars]
+                ax.errorbar(xs[has_bars], values[has_bars], yerr=err, fmt="none", ecolor="black", capsize=4,
+                            linewidth=1.1, zorder=3, label="95% bootstrap interval" if j == 0 else None)
+            top = np.where(has_bars, hi, values)
+            for i, g in enumerate(groups):
+                n_cell = _num(run.get(f"n[{g},{cls}]"))
+                text = f"n={int(n_cell):,}" if np.isfinite(n_cell) else ""
+                if not np.isfinite(values[i]):
+                    text = "no rows\n" + text
+                if text:
+                    ax.annotate(text, (xs[i], top[i] if np.isfinite(top[i]) else 0.0), xytext=(0, 3),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        worst = _num(run.get("worst_cell_acc"))
+        if np.isfinite(worst):
+            ax.axhline(worst, color="#55a868", linestyle=":", linewidth=1.5, zorder=4,
+                       label=f"worst-cell accuracy {worst:.3f}")
+        ylabel = f"accuracy within the cell (recall of the label, {split} rows)"
+        _finish_groups(ax, run, groups, title, ylabel, cells=True)
+        return _save(fig, path)
+
+
+def _finish_groups(ax, run: pd.Series, groups: list[str], title: str, ylabel: str, cells: bool = False):
+    """The overall-accuracy line, axes, ticks (with the training counts under the cell groups) and legend."""
+    overall = _num(run.get("accuracy"))
+    if np.isfinite(overall):
+        ax.axhline(overall, color="#c44e52", linestyle="--", linewidth=1.5, zorder=4,
+                   label=f"overall accuracy {overall:.3f}")
+    x = np.arange(len(groups))
+    labels = list(groups)
+    if cells:
+        n_train = [_num(run.get(f"n_train[{g}]")) for g in groups]
+        labels = [f"{g}\nn_train={int(n):,}" if np.isfinite(n) else g for g, n in zip(groups, n_train)]
+    ax.set_xticks(x)
+    many = len(groups) > 6
+    ax.set_xticklabels(labels, rotation=30 if many else 0, ha="right" if many else "center")
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(0, 1.18)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("protected group")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _outside_legend(ax)
 
 
 def _num(value) -> float:

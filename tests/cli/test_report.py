@@ -230,6 +230,35 @@ def test_plots_are_written_and_readable(sweep):
         assert_readable_png(plots / name)
 
 
+def test_group_chart_shows_cells_for_a_binary_target(tmp_path):
+    """Issue 18: with acc[<group>,<class>] columns of a binary target the chart has one bar per cell (with its
+    interval); cells never count as groups; a multi-class run keeps one bar per group."""
+    from fairrun.report import plots as report_plots
+
+    row = {"split": "test", "accuracy": 0.8, "worst_cell_acc": 0.4, "acc[A]": 0.85, "acc[B]": 0.7}
+    for g, values in (("A", (0.9, 0.8)), ("B", (0.95, 0.4))):
+        for c, v in zip(("no", "yes"), values):
+            row.update({f"acc[{g},{c}]": v, f"acc[{g},{c}]_lo": v - 0.05,
+                        f"acc[{g},{c}]_hi": min(v + 0.05, 1), f"n[{g},{c}]": 50})
+    run = pd.Series(row)
+    cells = [("A", "no"), ("A", "yes"), ("B", "no"), ("B", "yes")]
+    assert report_plots._group_columns(run) == (["A", "B"], cells)
+    drawn = []
+    original = report_plots.plot_cells
+    report_plots.plot_cells = lambda *args: drawn.append(args[3:]) or original(*args)
+    try:
+        path = report_plots.plot_groups(run, tmp_path / "cells.png", "cells")
+        multi = run.drop([c for c in run.index if ",yes]" in c]).rename(lambda c: c.replace(",no]", ",0]"))
+        for cls in ("1", "2"):
+            multi = pd.concat([multi, pd.Series({f"acc[{g},{cls}]": 0.5 for g in "AB"})])
+        report_plots.plot_groups(multi, tmp_path / "groups.png", "three classes")
+    finally:
+        report_plots.plot_cells = original
+    assert drawn == [(["A", "B"], cells)]
+    assert_readable_png(path)
+    assert_readable_png(tmp_path / "groups.png")
+
+
 def test_options_baseline_by_metrics_run(sweep, tmp_path):
     out = tmp_path / "out"
     code = report_main([str(sweep["root"]), "--out", str(out), "--by", "imbalance_ratio", "--metrics", "accuracy",

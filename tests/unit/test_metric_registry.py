@@ -70,8 +70,25 @@ def test_bootstrap_columns_are_the_metrics_the_registry_bootstraps():
 def test_results_columns_follow_the_registry_order():
     row = group_metrics(*(rows()[c].to_numpy() for c in ("y_true", "y_pred")), rows()["group"].cat.codes.to_numpy(),
                         scores=rows()["y_score"].to_numpy(), group_names=["A", "B", "C"])
-    expected = [c for m in registry.REGISTRY.values() for c in m.columns(["A", "B", "C"])]
+    expected = [c for m in registry.REGISTRY.values() for c in m.columns(["A", "B", "C"], ["0", "1"])]
     assert list(row) == expected
+
+
+def test_results_row_column_order_is_pinned_with_the_cells_appended():
+    """Point estimates in registry order (new families last), then the intervals: overall count metrics
+    (worst_cell_acc last), per-group families, cells, score metrics."""
+    [(_, row, _)] = measure(rows(), DecisionRule(0.5, bootstrap=10, bootstrap_scores=True), "test",
+                            ["A", "B", "C"], 2, class_names=["n", "p"])
+    gs = ["A", "B", "C"]
+    point = ["threshold", "n", "accuracy", "balanced_accuracy", "auc", "ap", "acc_gap", "acc_var",
+             "worst_group_acc", "dp_diff", "eo_diff", "eopp_diff", "ba", "kl", "ti_gap"]
+    point += [f"{m}[{x}]" for m in ("acc", "n", "tpr", "fpr", "sel", "ap") for x in gs]
+    point += ["worst_cell_acc"] + [f"{m}[{x},{c}]" for m in ("acc", "n") for x in gs for c in "np"]
+    boot = ["accuracy", "balanced_accuracy", "acc_gap", "acc_var", "worst_group_acc", "dp_diff", "eo_diff",
+            "eopp_diff", "ba", "worst_cell_acc"]
+    boot += [f"{m}[{x}]" for m in ("acc", "tpr", "fpr", "sel") for x in gs]
+    boot += [f"acc[{x},{c}]" for x in gs for c in "np"] + ["auc", "ap", "kl", "ti_gap"]
+    assert list(row) == point + [f"{c}{s}" for c in boot for s in registry.INTERVAL_SUFFIXES]
 
 
 def test_binary_only_metrics_are_nan_for_a_multi_class_target_and_defined_for_a_binary_one():
@@ -85,7 +102,8 @@ def test_binary_only_metrics_are_nan_for_a_multi_class_target_and_defined_for_a_
 def test_every_count_metric_has_one_formula_and_every_formula_a_count_metric():
     registered = {m.key for m in registry.metrics(kind="count")}
     assert set(counts.FORMULAS) == registered
-    assert set(bootstrap.COUNT_METRICS) | {f"{m}[{registry.GROUP}]" for m in bootstrap.PER_GROUP} == \
+    assert set(bootstrap.COUNT_METRICS) | {f"{m}[{registry.GROUP}]" for m in bootstrap.PER_GROUP} \
+        | {f"{m}[{registry.GROUP},{registry.CLASS}]" for m in bootstrap.PER_CELL} == \
         {m.key for m in registry.metrics(kind="count", bootstraps=True)}
     assert bootstrap.SCORE_METRICS == tuple(m.name for m in registry.metrics(kind="score", bootstraps=True))
 
@@ -142,8 +160,8 @@ def test_the_point_estimate_is_the_count_formulas_on_the_observed_counts_bit_for
         ref = group_metrics(y, y_pred, g, n_groups=n_groups, num_classes=k)
         got = count_metrics(Counts(confusion_counts(y, y_pred, g, n_groups, k)[None], binary))
         for m in registry.metrics(kind="count"):
-            expected = _as_floats(ref, m.columns(names))
-            value = got[m.key][0] if m.per_group else got[m.key]
+            expected = _as_floats(ref, m.columns(names, [str(c) for c in range(k)]))
+            value = got[m.key][0] if m.per_group or m.per_cell else got[m.key]
             assert np.array_equal(np.asarray(value, dtype=np.float64).view(np.int64), expected.view(np.int64)), \
                 (m.key, n_groups, k, len(y))
 
@@ -210,7 +228,7 @@ def test_the_single_metric_functions_agree_with_group_metrics():
 def test_direction_decides_which_value_is_better_and_best():
     values = [0.3, float("nan"), 0.1, 0.7, 0.1]
     for m in registry.REGISTRY.values():
-        column = m.columns(["A"])[0]
+        column = m.columns(["A"], ["1"])[0]
         if m.higher_is_better is None:
             with pytest.raises(ValueError, match="no better"):
                 registry.better(column, 1, 0)

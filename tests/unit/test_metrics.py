@@ -173,7 +173,8 @@ def test_multiclass_group_metrics():
     summary = group_metrics(y, y_pred, g, scores=rng.random(600), group_names=names, num_classes=4)
     frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=y_pred, sensitive_features=g)
     binary_keys = list(group_metrics(y % 2, y_pred % 2, g, group_names=names))
-    assert list(summary) == binary_keys
+    cells = [f"{key}[{name},{c}]" for key in ("acc", "n") for name in names for c in range(4)]
+    assert list(summary) == [k for k in binary_keys if "," not in k] + cells  # a cell per class (K = 4)
     assert summary["accuracy"] == pytest.approx(accuracy_score(y, y_pred), abs=TOL)
     assert summary["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, y_pred), abs=TOL)
     assert summary["acc_gap"] == pytest.approx(frame.difference(), abs=TOL)
@@ -302,7 +303,8 @@ def test_summary_keys_and_group_names():
     summary = group_metrics(y, y_pred, np.minimum(g, 1), group_names=names[:2])
     per_group = [f"{key}[{name}]" for key in ("acc", "n", "tpr", "fpr", "sel", "ap")
                  for name in names[:2]]
-    assert list(summary) == SUMMARY_KEYS + per_group
+    cells = [f"{key}[{name},{c}]" for key in ("acc", "n") for name in names[:2] for c in (0, 1)]
+    assert list(summary) == SUMMARY_KEYS + per_group + ["worst_cell_acc"] + cells
 
 
 def test_invalid_inputs_raise():
