@@ -27,6 +27,11 @@ from fairrun.core.sections import (GpuConfig, ImbalanceConfig, TrainerConfig, no
                               validate_imbalance, validate_trainer)
 from fairrun.core.validation import require, typed_section
 
+# Keys added after fairrun 1.0, with their defaults: left out of the fingerprint while at the default, so
+# that runs written before they existed (an unfinished run's last.pt, a finished run) still match.
+KEYS_ADDED_LATER = {("trainer", "select"): "accuracy", ("trainer", "patience"): None}
+
+
 @dataclass
 class RunConfig:
     """A fully validated run: every section is a dataclass instance."""
@@ -64,6 +69,9 @@ class RunConfig:
         relevant.pop("eval_datasets")  # extra evaluations do not change the trained model
         relevant["gpu"].pop("num_workers")
         relevant["gpu"].pop("data_on_device")
+        for (section, key), default in KEYS_ADDED_LATER.items():  # runs of earlier versions keep their hash
+            if relevant[section].get(key, default) == default:
+                relevant[section].pop(key, None)
         return fingerprint(relevant)
 
 

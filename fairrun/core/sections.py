@@ -34,6 +34,9 @@ class TrainerConfig:
     scheduler: str = "none"  # none | step (lr x gamma every epoch) | cosine
     gamma: float = 0.9  # step scheduler factor
     eval_every: int = 1  # validate every N epochs (and always after the last)
+    # validation metric that picks the kept checkpoint (best.pt): any registered metric with a direction,
+    select: str = "accuracy"  # e.g. accuracy | worst_group_acc | balanced_accuracy | acc_gap (gaps minimised)
+    patience: Optional[int] = None  # stop after N evaluations without a better trainer.select (null = never)
 
 
 @dataclass
@@ -70,6 +73,9 @@ def validate_trainer(t: TrainerConfig) -> None:
     require(0 <= t.momentum < 1, "trainer.momentum", t.momentum, "a number in [0, 1)")
     require(0 < t.gamma <= 1, "trainer.gamma", t.gamma, "a number in (0, 1]")
     require(t.eval_every >= 1, "trainer.eval_every", t.eval_every, "an integer >= 1")
+    if t.patience is not None:
+        require(t.patience >= 1, "trainer.patience", t.patience,
+                "null (no early stopping) or an integer >= 1")
     require_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     require_choice("trainer.scheduler", t.scheduler, SCHEDULERS)
 

@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from fairrun import rundir
+from fairrun.core.environment import environment, results_columns
 from fairrun.config import load_run_config
 from fairrun.core.sections import GpuConfig
 from fairrun.core.validation import typed_section
@@ -95,7 +96,10 @@ def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None)
     batch_size = eval_cfg.batch_size or cfg.trainer.eval_batch_size
     amp = gpu.amp if device.type == "cuda" else "off"
     base = {**run_metadata(cfg, run_dir), "best_epoch": best["epoch"], "evaluated_on": str(device),
-            **privacy_of(run_dir)}
+            # how the checkpoint was chosen (trainer.select); best.pt records it since issue 18
+            "selected_by": best.get("selected_by", "accuracy"),
+            "selected_value": float(best.get("selected_value", float("nan"))), **privacy_of(run_dir),
+            **results_columns(environment(device))}  # the environment these numbers were computed in
     if other is not None:
         return evaluate_other(run_dir, cfg, other, explicit_keys, model, method, model_classes, base,
                               batch_size, device, amp, gpu.num_workers, threshold=best.get("threshold"),

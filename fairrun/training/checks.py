@@ -8,6 +8,7 @@ from pathlib import Path
 from fairrun import rundir
 from fairrun.config import RunConfig, load_run_config
 from fairrun.core.errors import ConfigError
+from fairrun.metrics import registry
 
 log = logging.getLogger("fairrun")
 
@@ -45,6 +46,32 @@ def require_every_cell_trained(train, cfg: RunConfig) -> None:
     raise ConfigError(f"The training split has no rows of {' and '.join(problems)} ({len(train)} training "
                       f"rows; group x label counts: {counts.to_dict(orient='index')}). A model trained on it "
                       f"would report metrics for rows it never learned from. {cure}.")
+
+
+def selectable_metrics() -> list[str]:
+    """The metrics ``trainer.select`` accepts: every registered column of a validation row that has a
+    direction (a fairness gap is minimised), in registry order."""
+    return [m.name for m in registry.metrics(per_group=False) if m.direction != "none"]
+
+
+def require_select_metric(trainer) -> None:
+    """Raise ConfigError unless ``trainer.select`` names a metric that picks a checkpoint (one paragraph
+    listing the accepted names)."""
+    accepted = selectable_metrics()
+    if trainer.select in accepted:
+        return
+    found = registry.find(trainer.select) or next(
+        (m for m in registry.metrics(per_group=True) if m.name == trainer.select), None)
+    if found is None:
+        why = "is not a registered metric"
+    elif found.direction == "none":
+        why = "describes the data and has no better or worse value"
+    else:
+        why = "is not a validation metric of one column (it is a per-group family)"
+    raise ConfigError(f"Invalid value for 'trainer.select': {trainer.select!r} {why}. trainer.select picks "
+                      f"the checkpoint that is evaluated (best.pt) by its validation value, better by the "
+                      f"metric's direction (a gap is minimised); the accepted names are: "
+                      f"{', '.join(accepted)}. GroupDRO and SubpopBench select on worst_group_acc.")
 
 
 def model_io(train) -> dict:

@@ -27,9 +27,9 @@ from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.metrics import registry
 from fairrun.models import build_model
-from fairrun.training.checks import model_io, require_every_cell_trained
+from fairrun.training.checks import model_io, require_every_cell_trained, require_select_metric
 from fairrun.training.optimizers import build_optimizer, build_scheduler
-from fairrun.training.results import PRIVACY_COLUMNS, run_metadata
+from fairrun.training.results import PRIVACY_COLUMNS, run_metadata, selection_columns
 from fairrun.training.signals import StopFlag
 
 log = logging.getLogger("fairrun")
@@ -38,9 +38,14 @@ log = logging.getLogger("fairrun")
 # A cross-entropy this large means logits millions apart: training has diverged even if the number is finite
 # (trainer.lr=1e9 reaches 1.7e19 without ever becoming inf), so it stops like a NaN loss does.
 DIVERGED_LOSS = 1e6
-# The validation metric that picks best.pt, the checkpoint evaluated at the end of a run: better by its direction
-# in the metric registry (fairrun.metrics.registry).
+# The default validation metric that picks best.pt, the checkpoint evaluated at the end of a run
+# (trainer.select): better by its direction in the metric registry (fairrun.metrics.registry).
 SELECT = "accuracy"
+# Steps between read-backs of the training loss and the number correct: the step keeps them on the device (no
+# CUDA synchronisation per step, so the GPU runs ahead) and the loop reads a window back in one transfer every
+# SYNC_EVERY steps, at the end of an epoch and before a checkpoint. The non-finite-loss check and the progress
+# bar see each window then; the sums are the same Python floats in the same order, so results are unchanged.
+SYNC_EVERY = 50
 
 
 @dataclass
@@ -53,8 +58,11 @@ class LoopState:
     loss_sum: float = 0.0  # running sums of the current epoch
     correct: int = 0
     seen: int = 0
-    best_val_acc: float = -1.0
+    best_val_acc: float = -1.0  # the highest validation accuracy seen (the "learned nothing" warning)
     best_epoch: int = -1
+    best_value: float = float("nan")  # trainer.select's validation value at best_epoch
+    evals_since_best: int = 0  # evaluations without improvement (trainer.patience)
+    stopped_early: bool = False  # trainer.patience ran out: training is over
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
 
@@ -65,6 +73,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, runs=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.environment_columns: dict = {}  # results columns env_* (fairrun.core.environment.results_columns)
+        require_select_metric(cfg.trainer)
         self.device = resolve_device(cfg.gpu)
         seed_everything(cfg.seed)
         splits = load_dataset(cfg.dataset, workers=cfg.gpu.num_workers)
@@ -100,6 +110,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.forward_model = torch.compile(self.model) if cfg.gpu.compile else self.model
         self.state = LoopState()
+        self.val_metrics: dict = {}  # the last validation row (:meth:`validate`)
 
     def place_training_data(self, train):
         """Read the training rows into RAM (if they fit) and onto the GPU when ``gpu.data_on_device`` asks
@@ -157,7 +168,10 @@ class Trainer:
         torch.set_rng_state(ckpt["rng_cpu"])
         if ckpt["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        self.state = LoopState(**ckpt["loop"])
+        loop = dict(ckpt["loop"])
+        if "best_value" not in loop and loop.get("best_epoch", -1) >= 0:  # written before trainer.select
+            loop["best_value"] = loop["best_val_acc"]
+        self.state = LoopState(**loop)
 
     # -- training ----------------------------------------------------------------------------
     def train_step(self, batch) -> StepResult:
@@ -167,33 +181,38 @@ class Trainer:
         with autocast(self.device, self.amp):
             outputs = self.method.forward(self.forward_model, batch.x)
             loss = self.method.loss(outputs, batch)
-        value = float(loss.detach()) if len(batch.y) else 0.0
-        self.check_loss(value)
+        value = loss.detach() if len(batch.y) else 0.0
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        correct = int((outputs.logits.argmax(dim=1) == batch.y).sum())
+        correct = (outputs.logits.argmax(dim=1) == batch.y).sum()
+        # loss and correct stay on the device (tensors) until the loop reads a window back (SYNC_EVERY)
         return StepResult(value, correct, len(batch.y))
 
-    def check_loss(self, value: float) -> None:
+    def check_loss(self, value: float, epoch_step: int | None = None, global_step: int | None = None) -> None:
         """Raise :class:`NonFiniteLoss` when a step's loss is NaN or infinite, or has exploded past
-        :data:`DIVERGED_LOSS` (before the step reaches the weights)."""
+        :data:`DIVERGED_LOSS`, naming the step (1-based; default: the step after the current one). The
+        loop checks each window of :data:`SYNC_EVERY` steps when it reads it back, before any checkpoint
+        is saved."""
         if math.isfinite(value) and abs(value) <= DIVERGED_LOSS:
             return
+        epoch_step = self.state.step + 1 if epoch_step is None else epoch_step
+        global_step = self.state.global_step + 1 if global_step is None else global_step
         saved = (f" The checkpoint saved before, {self.run_dir / rundir.LAST}, is kept."
                  if (self.run_dir / rundir.LAST).is_file() else "")
         what = f"became {value}" if not math.isfinite(value) else f"exploded to {value:.3g} (diverged)"
         t = self.cfg.trainer
         raise NonFiniteLoss(f"The training loss {what} at epoch {self.state.epoch + 1}, step "
-                            f"{self.state.step + 1} (global step {self.state.global_step + 1}) with "
+                            f"{epoch_step} (global step {global_step}) with "
                             f"trainer.lr={t.lr:g}, trainer.weight_decay={t.weight_decay:g}, "
                             f"trainer.optimizer={t.optimizer}. Lower trainer.lr (e.g. trainer.lr={t.lr / 10:g})"
                             f"{' or trainer.weight_decay' if t.weight_decay > 0 else ''}, or check the data and "
                             f"the method's settings.{saved}")
 
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
-        """Evaluate on the validation split; write the registry's ``tensorboard`` view (x: global step):
-        ``val/<metric>``, and ``val_group_<metric>/<group>`` for a per-group metric such as accuracy."""
+        """Evaluate on the validation split: ``(trainer.select's value, worst-group accuracy)``, the whole row
+        in :attr:`val_metrics`. Writes the registry's ``tensorboard`` view (x: global step): ``val/<metric>``,
+        and ``val_group_<metric>/<group>`` for a per-group metric such as accuracy."""
         metrics, _ = evaluate_split(self.model, self.method, self.val, "val", self.cfg.trainer.eval_batch_size,
                                     self.device, self.amp, self.channels_last)
         step = self.state.global_step
@@ -203,14 +222,55 @@ class Trainer:
             for tag, column in tags:
                 if not math.isnan(metrics[column]):
                     writer.add_scalar(tag, metrics[column], step)
-        return metrics[SELECT], metrics["worst_group_acc"]
+        self.val_metrics = metrics
+        return metrics[self.cfg.trainer.select], metrics["worst_group_acc"]
+
+    def read_back(self, window: list, writer: SummaryWriter) -> None:
+        """Read a window of steps (``StepResult`` with device tensors or numbers) back to the host in one
+        transfer, check each loss in order (:meth:`check_loss` names the step) and add it to the epoch sums
+        exactly as a per-step read would (the same Python floats, in the same order)."""
+        if not window:
+            return
+        s = self.state
+        tensors = [x for r in window for x in (r.loss, r.correct) if isinstance(x, torch.Tensor)]
+        if tensors:
+            host = iter(torch.stack([t.to(torch.float64) for t in tensors]).tolist())
+        first_step, first_global = s.step - len(window), s.global_step - len(window)
+        for i, r in enumerate(window):
+            loss = next(host) if isinstance(r.loss, torch.Tensor) else float(r.loss)
+            correct = int(next(host)) if isinstance(r.correct, torch.Tensor) else int(r.correct)
+            self.check_loss(loss, first_step + i + 1, first_global + i + 1)
+            s.loss_sum += loss * r.seen
+            s.correct += correct
+            s.seen += r.seen
+            if (first_global + i + 1) % 10 == 0:
+                writer.add_scalar("train/loss_step", loss, first_global + i + 1)
+        window.clear()
+
+    def select(self, value: float, accuracy: float, epoch: int) -> bool:
+        """Whether this evaluation's ``trainer.select`` value is the best so far (then best.pt is replaced):
+        by the metric's direction; a NaN value is never best (the first evaluation is kept until a number
+        comes). ``accuracy`` (validation) feeds the "learned nothing" warning."""
+        s, name = self.state, self.cfg.trainer.select
+        value = float(value)
+        s.best_val_acc = max(s.best_val_acc, float(accuracy))
+        improved = s.best_epoch < 0 or (not math.isnan(value) and (
+            math.isnan(s.best_value) or registry.better(name, value, s.best_value)))
+        if improved:
+            s.best_value, s.best_epoch, s.evals_since_best = value, epoch, 0
+        else:
+            s.evals_since_best += 1
+        return improved
 
     def fit(self, writer: SummaryWriter, stop: StopFlag) -> None:
+        """Train from the loop state to the last epoch (or until ``trainer.patience`` runs out), validating
+        every ``trainer.eval_every`` epochs, keeping best.pt and saving last.pt after every epoch."""
         cfg, s = self.cfg.trainer, self.state
         epochs, n_batches = self.epochs, self.steps_per_epoch
         total_steps = n_batches * epochs
         self.model.train()
-        while s.epoch < epochs:
+        window: list[StepResult] = []
+        while s.epoch < epochs and not s.stopped_early:
             started = time.perf_counter()
             steps = self.method.epoch_batches(self.plan, s.epoch, s.step)
             bar = tqdm(steps,
@@ -218,24 +278,21 @@ class Trainer:
                        leave=False, dynamic_ncols=True, disable=None)
             for item in bar:
                 self.method.on_step(s.global_step, total_steps)
-                if isinstance(item, StepResult):  # a step the method took itself (e.g. a federated round)
-                    self.check_loss(item.loss)
-                    result = item
-                else:
-                    result = self.train_step(item)
+                # a StepResult is a step the method took itself (e.g. a federated round)
+                window.append(item if isinstance(item, StepResult) else self.train_step(item))
                 s.step += 1
                 s.global_step += 1
-                s.loss_sum += result.loss * result.seen
-                s.correct += result.correct
-                s.seen += result.seen
-                if s.global_step % 10 == 0:
-                    writer.add_scalar("train/loss_step", result.loss, s.global_step)
-                bar.set_postfix(loss=f"{s.loss_sum / max(s.seen, 1):.4f}", acc=f"{s.correct / max(s.seen, 1):.3f}")
+                if len(window) >= SYNC_EVERY:
+                    self.read_back(window, writer)
+                    bar.set_postfix(loss=f"{s.loss_sum / max(s.seen, 1):.4f}",
+                                    acc=f"{s.correct / max(s.seen, 1):.3f}")
                 if stop.requested and self.method.at_boundary():
+                    self.read_back(window, writer)
                     s.train_seconds += time.perf_counter() - started
                     rundir.save_checkpoint(self.checkpoint(), self.run_dir / rundir.LAST)
                     raise Interrupted(f"saved {self.run_dir / rundir.LAST} at epoch {s.epoch + 1}, "
                                       f"step {s.step}/{n_batches}", stop.exit_code)
+            self.read_back(window, writer)
             bar.close()
             epoch = s.epoch + 1
             train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
@@ -247,17 +304,26 @@ class Trainer:
                 writer.add_scalar(key, value, s.global_step)
             line = f"epoch {epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
             if epoch % cfg.eval_every == 0 or epoch == epochs:
-                val_acc, val_worst = self.validate(writer)
+                value, val_worst = self.validate(writer)
+                val_acc = self.val_metrics["accuracy"]
                 line += f"  | val acc {val_acc:.4f} worst-group {val_worst:.4f}"
+                if cfg.select not in ("accuracy", "worst_group_acc"):
+                    line += f" {cfg.select} {value:.4f}"
                 s.history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                                  "val_acc": val_acc, "val_worst_group_acc": val_worst})
-                if registry.better(SELECT, val_acc, s.best_val_acc):
-                    s.best_val_acc, s.best_epoch = val_acc, epoch
+                                  "val_acc": val_acc, "val_worst_group_acc": val_worst,
+                                  f"val_{cfg.select}": value})
+                if self.select(value, val_acc, epoch):
                     rundir.save_checkpoint({"model": self.model.state_dict(), "epoch": epoch,
                                             "fingerprint": self.cfg.fingerprint(),
-                                            "method": self.method.state_dict()},
+                                            "method": self.method.state_dict(),
+                                            "selected_by": cfg.select, "selected_value": s.best_value},
                                            self.run_dir / rundir.BEST)
                     line += "  (best)"
+                elif cfg.patience is not None and s.evals_since_best >= cfg.patience and epoch < epochs:
+                    s.stopped_early = True
+                    line += (f"\nearly stop: {s.evals_since_best} evaluations without a better validation "
+                             f"{cfg.select} than {s.best_value:.4f} at epoch {s.best_epoch} "
+                             f"(trainer.patience={cfg.patience}); evaluating best.pt")
             if self.scheduler:
                 self.scheduler.step()
             s.train_seconds += time.perf_counter() - started
@@ -308,6 +374,8 @@ class Trainer:
         base = run_metadata(self.cfg, self.run_dir)
         base.update(train_seconds=self.state.train_seconds, best_epoch=self.state.best_epoch,
                     epochs=self.epochs, torch_threads=torch.get_num_threads())
+        base.update(selection_columns(self.cfg.trainer.select, self.state.best_value))
+        base.update(self.environment_columns)  # env_torch, env_numpy, ...: set by training.run from environment.json
         base.update(PRIVACY_COLUMNS)
         base.update({f"n_train[{k}]": int(v) for k, v in
                      zip(self.train_raw.group_names, torch.bincount(self.train_raw.g,

@@ -30,3 +30,9 @@ def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
         "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
         "seed": cfg.seed,
     }
+
+
+def selection_columns(select: str, value: float) -> dict:
+    """The columns that say how the evaluated checkpoint was chosen: ``selected_by`` (``trainer.select``) and
+    ``selected_value`` (its validation value at ``best_epoch``)."""
+    return {"selected_by": select, "selected_value": float(value)}

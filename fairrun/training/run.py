@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fairrun import rundir
 from fairrun.config import RunConfig
-from fairrun.core.environment import differences, environment
+from fairrun.core.environment import differences, environment, results_columns
 from fairrun.report.console import print_results
 from fairrun.evaluation.trained import load_trained
 from fairrun.training.checks import check_same_config
@@ -92,7 +92,8 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         else:
             log.info("resuming %s from epoch %d/%d, step %d", run_dir, trainer.state.epoch + 1, trainer.epochs,
                      trainer.state.step)
-    record_environment(run_dir, trainer.device, resumed=purge_step is not None)
+    segments = record_environment(run_dir, trainer.device, resumed=purge_step is not None)
+    trainer.environment_columns = results_columns(segments[-1])
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
     try:
         with StopFlag().installed() as stop:

@@ -37,7 +37,9 @@ def test_differences_name_the_key_fields_that_changed():
 
 
 def test_a_run_writes_environment_json_and_a_resumed_run_adds_a_segment(tiny_cfg, tmp_path, caplog):
-    run_training(tiny_cfg("trainer.epochs=1"), tmp_path)
+    results = run_training(tiny_cfg("trainer.epochs=1"), tmp_path)
+    assert results["env_torch"].iloc[0] == torch.__version__.split("+")[0] and results["env_device_name"].iloc[0] == "cpu"
+    assert results["env_cpu_capability"].iloc[0] == torch.backends.cpu.get_cpu_capability()
     text = rundir.read_text(tmp_path / rundir.ENVIRONMENT)  # checksummed
     segments = json.loads(text)["segments"]
     assert len(segments) == 1 and segments[0]["device_name"] == "cpu"

@@ -76,3 +76,49 @@ def test_intersectional_groups_have_readable_names():
     names = splits["test"].group_names
     assert len(names) == 4 and all("/" in n for n in names)
     assert int(splits["test"].g.max()) <= 3
+
+
+@pytest.mark.parametrize("select", ["accuracy", "worst_group_acc", "balanced_accuracy", "acc_gap", "dp_diff"])
+def test_trainer_select_accepts_registered_metrics_with_a_direction(select):
+    from fairrun.training.checks import require_select_metric
+
+    cfg = validate_run_config(compose_train([f"trainer.select={select}", "trainer.patience=3"]))
+    require_select_metric(cfg.trainer)
+    assert cfg.trainer.select == select and cfg.trainer.patience == 3
+
+
+@pytest.mark.parametrize("select, why", [("worst_grp_acc", "is not a registered metric"),
+                                         ("n", "has no better or worse value"),
+                                         ("acc", "is not a validation metric of one column")])
+def test_a_bad_trainer_select_is_one_paragraph_listing_the_accepted_names(select, why):
+    from fairrun.training.checks import require_select_metric, selectable_metrics
+
+    cfg = validate_run_config(compose_train([f"trainer.select={select}"]))
+    with pytest.raises(ConfigError) as err:
+        require_select_metric(cfg.trainer)
+    message = str(err.value)
+    assert f"'trainer.select': {select!r}" in message and why in message and "\n" not in message
+    assert all(name in message for name in selectable_metrics())
+    assert "worst_group_acc" in message and "acc_gap" in message and "balanced_accuracy" in message
+
+
+def test_trainer_patience_must_be_positive():
+    with pytest.raises(ConfigError, match=r"trainer.patience.*integer >= 1"):
+        validate_run_config(compose_train(["trainer.patience=0"]))
+
+
+def test_keys_added_later_leave_the_fingerprint_of_earlier_runs_unchanged(tiny_cfg):
+    """trainer.select and trainer.patience at their defaults are not hashed, so a run written before they
+    existed (whose saved config and checkpoint fingerprint lack them) still resumes and is still recognised."""
+    from fairrun.config.run import KEYS_ADDED_LATER
+    from fairrun.core.fingerprint import fingerprint
+
+    cfg = tiny_cfg()
+    before = cfg.to_dict()
+    for (section, key) in KEYS_ADDED_LATER:
+        before[section].pop(key)
+    before.pop("resume"), before.pop("eval_datasets"), before["gpu"].pop("num_workers")
+    before["gpu"].pop("data_on_device")
+    assert cfg.fingerprint() == fingerprint(before)
+    assert tiny_cfg("trainer.select=worst_group_acc").fingerprint() != cfg.fingerprint()
+    assert tiny_cfg("trainer.patience=2").fingerprint() != cfg.fingerprint()
