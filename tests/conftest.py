@@ -33,10 +33,22 @@ if "FAIRRUN_EVIDENCE_DIR" not in os.environ:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/evidence/ is marked ``slow``."""
-    for item in items:
-        if Path(str(item.fspath)).parent.name == "evidence":
-            item.add_marker(pytest.mark.slow)
+    """Every test under tests/evidence/ is marked ``slow``, and the evidence tests are spread evenly through
+    the run: they share ERM baselines trained once under a file lock (tests/helpers/evidence.py), so two
+    pytest-xdist workers reaching them together would wait for each other instead of running other tests."""
+    evidence = [item for item in items if Path(str(item.fspath)).parent.name == "evidence"]
+    for item in evidence:
+        item.add_marker(pytest.mark.slow)
+    others = [item for item in items if Path(str(item.fspath)).parent.name != "evidence"]
+    if evidence and others:
+        step = len(others) / len(evidence)
+        spread = []
+        for i, item in enumerate(others):
+            while len(spread) - i < len(evidence) and (len(spread) - i) * step <= i:
+                spread.append(evidence[len(spread) - i])
+            spread.append(item)
+        spread += evidence[len(spread) - len(others):]
+        items[:] = spread
 
 
 def pytest_sessionfinish(session, exitstatus):
