@@ -27,9 +27,12 @@ from fairrun.core.sections import (GpuConfig, ImbalanceConfig, TrainerConfig, no
                               validate_imbalance, validate_trainer)
 from fairrun.core.validation import require, typed_section
 
-# Keys added after fairrun 1.0, with their defaults: left out of the fingerprint while at the default, so
-# that runs written before they existed (an unfinished run's last.pt, a finished run) still match.
-KEYS_ADDED_LATER = {("trainer", "select"): "accuracy", ("trainer", "patience"): None}
+# Keys added after fairrun 1.0, each with the value that gives the behaviour from before it existed: left out of
+# the fingerprint while at that value, so that runs written before (an unfinished run's last.pt, a finished run)
+# still match. trainer.precise_bn's default (200) changed the behaviour: an earlier unfinished run resumes only
+# with trainer.precise_bn=0, which is what it was trained with.
+KEYS_ADDED_LATER = {("trainer", "select"): "accuracy", ("trainer", "patience"): None,
+                    ("trainer", "precise_bn"): 0}
 
 
 @dataclass
@@ -164,6 +167,9 @@ def load_run_config(path: Path) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} holds a YAML {type(data).__name__}, not the mapping of config sections "
                           f"that fairrun train writes. {cure}")
+    for (section, key), before in KEYS_ADDED_LATER.items():  # written before the key existed: as it ran then
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = before
     try:
         return validate_run_config(OmegaConf.create(data))
     except (ConfigError, OmegaConfBaseException, ValueError, TypeError, KeyError, AttributeError) as err:

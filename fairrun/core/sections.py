@@ -37,6 +37,8 @@ class TrainerConfig:
     # validation metric that picks the kept checkpoint (best.pt): any registered metric with a direction,
     select: str = "accuracy"  # e.g. accuracy | worst_group_acc | balanced_accuracy | acc_gap (gaps minimised)
     patience: Optional[int] = None  # stop after N evaluations without a better trainer.select (null = never)
+    # PreciseBN (Wu & Johnson 2021): before each validation, recompute BatchNorm's eval-mode statistics over
+    precise_bn: int = 200  # up to this many training batches with the current weights (0 = PyTorch's running averages)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class ImbalanceConfig:
 def validate_trainer(t: TrainerConfig) -> None:
     require(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
     require(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
+    require(isinstance(t.precise_bn, int) and t.precise_bn >= 0, "trainer.precise_bn", t.precise_bn,
+            "an integer >= 0 (batches; 0 keeps PyTorch's running averages)")
     require(t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "an integer >= 1")
     require(math.isfinite(t.lr) and t.lr > 0, "trainer.lr", t.lr, "a finite number > 0, e.g. 0.001")
     require(math.isfinite(t.weight_decay) and t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay,

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from fairrun import rundir
 from fairrun.config import RunConfig
-from fairrun.data.batches import Augmentation, fits_on_device, load_into_memory, move_to_device
+from fairrun.data.batches import (Augmentation, epoch_order, fits_on_device, load_into_memory, move_to_device,
+                                  train_batches)
 from fairrun.data.imbalance import apply_imbalance
 from fairrun.data.registry import load_dataset
 from fairrun.core.devices import resolve_device, seed_everything
@@ -29,6 +30,7 @@ from fairrun.metrics import registry
 from fairrun.models import build_model
 from fairrun.training.checks import model_io, require_every_cell_trained, require_select_metric
 from fairrun.training.optimizers import build_optimizer, build_scheduler
+from fairrun.training.precise_bn import recompute_batchnorm_statistics
 from fairrun.training.results import PRIVACY_COLUMNS, run_metadata, selection_columns
 from fairrun.training.signals import StopFlag
 
@@ -209,10 +211,27 @@ class Trainer:
                             f"{' or trainer.weight_decay' if t.weight_decay > 0 else ''}, or check the data and "
                             f"the method's settings.{saved}")
 
+    def refresh_batchnorm(self) -> int:
+        """PreciseBN (:mod:`fairrun.training.precise_bn`): recompute the model's BatchNorm statistics over
+        up to ``trainer.precise_bn`` batches of the epoch just trained (its order, sampler and augmentation,
+        drawn again from their seeded generators), with the current weights. Returns the batches used (0:
+        no BatchNorm, or ``trainer.precise_bn=0``)."""
+        n = self.cfg.trainer.precise_bn
+        if n < 1:
+            return 0
+        plan, epoch = self.plan, self.state.epoch
+        batches = train_batches(plan.train, epoch_order(plan.train, plan.seed, epoch), plan.batch_size, plan.device,
+                                0, plan.channels_last, plan.augmentation, plan.seed, epoch)
+        with autocast(self.device, self.amp):
+            return recompute_batchnorm_statistics(self.model, lambda x: self.method.forward(self.model, x),
+                                                  batches, n)
+
     def validate(self, writer: SummaryWriter) -> tuple[float, float]:
         """Evaluate on the validation split: ``(trainer.select's value, worst-group accuracy)``, the whole row
-        in :attr:`val_metrics`. Writes the registry's ``tensorboard`` view (x: global step): ``val/<metric>``,
-        and ``val_group_<metric>/<group>`` for a per-group metric such as accuracy."""
+        in :attr:`val_metrics`, after :meth:`refresh_batchnorm`. Writes the registry's ``tensorboard`` view
+        (x: global step): ``val/<metric>``, and ``val_group_<metric>/<group>`` for a per-group metric such as
+        accuracy."""
+        self.refresh_batchnorm()
         metrics, _ = evaluate_split(self.model, self.method, self.val, "val", self.cfg.trainer.eval_batch_size,
                                     self.device, self.amp, self.channels_last)
         step = self.state.global_step

@@ -108,17 +108,35 @@ def test_trainer_patience_must_be_positive():
 
 
 def test_keys_added_later_leave_the_fingerprint_of_earlier_runs_unchanged(tiny_cfg):
-    """trainer.select and trainer.patience at their defaults are not hashed, so a run written before they
-    existed (whose saved config and checkpoint fingerprint lack them) still resumes and is still recognised."""
+    """trainer.select, trainer.patience and trainer.precise_bn at the values that behave as before they existed
+    are not hashed, so a run written before (whose saved config and checkpoint fingerprint lack them) still
+    resumes and is still recognised; trainer.precise_bn's default (200) is a new behaviour and is hashed."""
     from fairrun.config.run import KEYS_ADDED_LATER
     from fairrun.core.fingerprint import fingerprint
 
-    cfg = tiny_cfg()
+    cfg = tiny_cfg("trainer.precise_bn=0")
     before = cfg.to_dict()
     for (section, key) in KEYS_ADDED_LATER:
         before[section].pop(key)
     before.pop("resume"), before.pop("eval_datasets"), before["gpu"].pop("num_workers")
     before["gpu"].pop("data_on_device")
     assert cfg.fingerprint() == fingerprint(before)
-    assert tiny_cfg("trainer.select=worst_group_acc").fingerprint() != cfg.fingerprint()
-    assert tiny_cfg("trainer.patience=2").fingerprint() != cfg.fingerprint()
+    assert tiny_cfg("trainer.select=worst_group_acc", "trainer.precise_bn=0").fingerprint() != cfg.fingerprint()
+    assert tiny_cfg("trainer.patience=2", "trainer.precise_bn=0").fingerprint() != cfg.fingerprint()
+    assert tiny_cfg().fingerprint() != cfg.fingerprint()
+
+
+def test_a_saved_config_from_before_precise_bn_loads_as_it_was_trained(tiny_cfg, tmp_path):
+    """run_config.yaml written before trainer.precise_bn existed means PyTorch's running averages (0), not
+    today's default, so its fingerprint is the one its checkpoints carry."""
+    import yaml
+    from fairrun import rundir
+    from fairrun.config import load_run_config
+
+    cfg = tiny_cfg()
+    data = cfg.to_dict()
+    del data["trainer"]["precise_bn"]
+    rundir.write_text(yaml.safe_dump(data), tmp_path / rundir.RUN_CONFIG)
+    saved = load_run_config(tmp_path / rundir.RUN_CONFIG)
+    assert saved.trainer.precise_bn == 0
+    assert saved.fingerprint() == tiny_cfg("trainer.precise_bn=0").fingerprint()
