@@ -9,9 +9,9 @@ Russakovsky, CVPR 2021).
 
 Which metrics get intervals is the registry's ``bootstraps`` (:mod:`fairrun.metrics.registry`).
 
-**Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate, per-cell
-accuracy, and every gap built from them: acc_gap, acc_var, worst_group_acc, dp_diff, eo_diff, eopp_diff, ba,
-worst_cell_acc)
+**Count metrics** (accuracy, balanced accuracy, per-group accuracy/TPR/FPR/selection rate/precision/F1,
+per-cell accuracy, and every gap or ratio built from them: acc_gap, acc_var, worst_group_acc, dp_diff,
+eo_diff, eopp_diff, ba, worst_cell_acc, dp_ratio, eo_ratio)
 are functions of the per-group confusion counts c[g, y, y_hat] only, computed for all replicates
 at once by the formulas of :mod:`fairrun.metrics.counts`, the same that give the point estimates
 (there on the observed counts, B = 1). Resampling n_g rows of group
@@ -20,10 +20,12 @@ replicate is drawn as one multinomial per group instead of n_g row indices: the 
 O(B * G * K^2), independent of the number of predictions, with the same distribution as the
 row-level resampling loop (``scripts/bench_bootstrap.py`` checks both and times them).
 
-**Score metrics** (auc, ap, kl, ti_gap) depend on the ranks of the scores, so they use row weights
-w (how often each row was drawn): the rows are sorted by score once and every replicate is a
-weighted cumulative sum over that order, B replicates at a time in chunks of bounded memory:
-O(B * N) work. ``score_metrics="auto"`` computes them when N * B <= ``SCORE_BUDGET``.
+**Score metrics** (auc, ap, kl, ti_gap; the calibration values ece, ece[<group>], ece_gap, brier,
+brier[<group>]) depend on the scores row by row, so they use row weights w (how often each row was drawn):
+the rows are sorted by score once and every replicate is a weighted cumulative sum over that order (the
+calibration sums of every (replicate, group, confidence bin) one sparse product ``w @ M``), B replicates at a
+time in chunks of bounded memory: O(B * N) work. ``score_metrics="auto"`` computes them when
+N * B <= ``SCORE_BUDGET``.
 
 Replicates in which a metric is undefined (e.g. a group drew no positive label, so its TPR is
 undefined) are left out of that metric's percentiles; the metric's interval is NaN when every
@@ -37,6 +39,7 @@ import numpy as np
 
 from . import registry
 from ._common import as_ids, as_scores
+from .calibration import ECE_BINS, calibration_from_sums, row_terms
 from .counts import confusion_counts, count_metrics
 from .counts import divide as _div
 from .scores import KL_BINS, KL_EPS, KL_SIGMA, histogram_bins
@@ -46,6 +49,8 @@ CHUNK_ELEMENTS = 4_000_000  # rows x replicates held in memory at once by the sc
 # The metrics that get intervals, from the registry (``bootstraps=True``), in registry order.
 COUNT_METRICS = tuple(m.name for m in registry.metrics(kind="count", per_group=False, bootstraps=True))
 SCORE_METRICS = tuple(m.name for m in registry.metrics(kind="score", per_group=False, bootstraps=True))
+# ece[<group>], brier[<group>]
+SCORE_PER_GROUP = tuple(m.name for m in registry.metrics(kind="score", per_group=True, bootstraps=True))
 PER_GROUP = tuple(m.name for m in registry.metrics(kind="count", per_group=True, bootstraps=True))  # acc[<group>]
 # acc[<group>,<class>]
 PER_CELL = tuple(m.name for m in registry.metrics(kind="count", per_cell=True, bootstraps=True))
@@ -152,9 +157,34 @@ def _ti_gap(w: np.ndarray, s_sorted: np.ndarray, g_sorted: np.ndarray, n_groups:
     return best
 
 
+def calibration_matrix(y_sorted: np.ndarray, s_sorted: np.ndarray, g_sorted: np.ndarray, n_groups: int):
+    """The sparse (rows x (G * ECE_BINS + G)) matrix M with, in row i, 1[y_hat_i = y_i] - conf_i in the
+    column of (group, confidence bin) and (p_i - y_i)^2 in column G * ECE_BINS + group: w @ M gives every
+    replicate's sums d and q of :mod:`fairrun.metrics.calibration` in one sparse product."""
+    from scipy import sparse
+
+    bins, gap_terms, squares = row_terms(y_sorted, s_sorted)
+    rows = np.arange(s_sorted.size)
+    columns = np.r_[g_sorted * ECE_BINS + bins, n_groups * ECE_BINS + g_sorted]
+    return sparse.csr_matrix((np.r_[gap_terms, squares], (np.r_[rows, rows], columns)),
+                             shape=(s_sorted.size, n_groups * (ECE_BINS + 1)))
+
+
+def _calibration(w: np.ndarray, matrix, sizes: np.ndarray) -> dict[str, np.ndarray]:
+    """ece, ece_gap, brier (B,) and ece[<group>], brier[<group>] (B, G) per replicate (row weights w); within
+    -group resampling keeps the group sizes ``sizes``, the weight of each group."""
+    n_groups = sizes.size
+    sums = np.asarray(w @ matrix)  # dense (B, N) times sparse (N, G * (ECE_BINS + 1))
+    d = sums[:, :n_groups * ECE_BINS].reshape(w.shape[0], n_groups, ECE_BINS)
+    n = np.broadcast_to(sizes.astype(np.float64), (w.shape[0], n_groups))
+    return calibration_from_sums(d, sums[:, n_groups * ECE_BINS:], n)
+
+
 def score_replicates(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, n_boot: int,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """auc, ap, kl and ti_gap for B within-group bootstrap replicates (row weights, chunked)."""
+    """auc, ap, kl, ti_gap, ece, ece_gap, brier (B,) and ece[<group>], brier[<group>] (B, G, by registry key)
+    for B within-group bootstrap replicates (row weights, chunked). The calibration values and kl are NaN
+    for scores outside [0, 1]."""
     from scipy import sparse  # scipy is imported only when score intervals are computed
 
     order = np.argsort(s, kind="stable")[::-1]
@@ -165,8 +195,11 @@ def score_replicates(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int,
                                                  + histogram_bins(s_sorted))),
                               shape=(s.size, n_groups * 2 * KL_BINS))
     scores_ok = s.size == 0 or (s.min() >= 0 and s.max() <= 1)
+    calibration = calibration_matrix(y_sorted, s_sorted, g_sorted, n_groups) if scores_ok else None
+    sizes = np.bincount(g_sorted, minlength=n_groups)
     chunk = max(1, CHUNK_ELEMENTS // max(1, s.size))
-    parts: dict[str, list] = {k: [] for k in SCORE_METRICS}
+    keys = SCORE_METRICS + tuple(f"{m}[{registry.GROUP}]" for m in SCORE_PER_GROUP)
+    parts: dict[str, list] = {k: [] for k in keys}
     for start in range(0, n_boot, chunk):
         w = _group_weights(g_sorted, n_groups, min(chunk, n_boot - start), rng)
         auc, ap = _ranking(w, y_sorted, last)
@@ -174,6 +207,12 @@ def score_replicates(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int,
         parts["ap"].append(ap)
         parts["kl"].append(_kl(w, cells, n_groups) if scores_ok else np.full(w.shape[0], np.nan))
         parts["ti_gap"].append(_ti_gap(w, s_sorted, g_sorted, n_groups, last))
+        for key, values in _calibration(w, calibration, sizes).items() if scores_ok else ():
+            parts[key].append(values)
+        if not scores_ok:
+            for key in parts.keys() - {"auc", "ap", "kl", "ti_gap"}:
+                per_group = key.endswith(f"[{registry.GROUP}]")
+                parts[key].append(np.full((w.shape[0], n_groups) if per_group else w.shape[0], np.nan))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -196,11 +235,13 @@ def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n
 
     Returns ``<metric>_lo``, ``<metric>_median``, ``<metric>_hi`` for the metrics the registry
     bootstraps: the count metrics (``COUNT_METRICS``: accuracy, balanced_accuracy, acc_gap, acc_var,
-    worst_group_acc, dp_diff, eo_diff, eopp_diff, ba, worst_cell_acc), for ``acc``, ``tpr``, ``fpr``, ``sel``
-    of every group (``PER_GROUP``), for ``acc[<group>,<class>]`` of every cell (``PER_CELL``; <class> =
+    worst_group_acc, dp_diff, eo_diff, eopp_diff, ba, worst_cell_acc, dp_ratio, eo_ratio), for ``acc``,
+    ``tpr``, ``fpr``, ``sel``, ``ppv``, ``f1`` of every group (``PER_GROUP``), for ``acc[<group>,<class>]``
+    of every cell (``PER_CELL``; <class> =
     ``class_names[c]`` or ``str(c)``; the per-cell accuracy of Sagawa et al., ICLR 2020), and,
     when ``scores`` are given for a binary target and ``score_metrics`` allows it (True, or "auto"
-    with N x B <= ``SCORE_BUDGET``), for the score metrics (``SCORE_METRICS``: auc, ap, kl, ti_gap).
+    with N x B <= ``SCORE_BUDGET``), for the score metrics (``SCORE_METRICS``: auc, ap, kl, ti_gap, ece,
+    ece_gap, brier, then ``SCORE_PER_GROUP``: ece and brier of every group).
     Each replicate resamples every group's rows with replacement keeping its size (see the module
     docstring); the interval is the ``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles of
     the B replicate values. The generator is seeded by (``seed``, ``name``), so the same run and
@@ -233,7 +274,11 @@ def bootstrap_intervals(y_true, y_pred, groups, scores=None, group_names=None, n
         for j, column in enumerate(cells):
             series[column] = reps[f"{key}[{registry.GROUP},{registry.CLASS}]"][:, j]
     if binary and scores is not None and should_bootstrap_scores(y_true.size, n_boot, score_metrics):
-        series.update(score_replicates(y_true, as_scores(scores, y_true.size), g, n_groups, n_boot, rng))
+        reps = score_replicates(y_true, as_scores(scores, y_true.size), g, n_groups, n_boot, rng)
+        series.update({m: reps[m] for m in SCORE_METRICS})
+        for key in SCORE_PER_GROUP:
+            for i, group in enumerate(names):
+                series[f"{key}[{group}]"] = reps[f"{key}[{registry.GROUP}]"][:, i]
     out = {}
     for metric, values in series.items():
         lo, med, hi = percentile_interval(values, confidence)

@@ -13,9 +13,10 @@ B = 1 values are bit for bit those of numpy's ``ptp``, ``var``, ``mean`` and ``m
 values. Sums over groups or classes leave undefined entries out rather than adding zeros
 (:func:`sum_defined`), since numpy's pairwise summation groups the terms by their number.
 
-Undefined values are NaN: a rate with a zero denominator; a gap, variance or BiasAmp with fewer than two
-groups where it is defined; a worst-group (worst-cell) accuracy with none; a cell without rows; the
-binary-only metrics of a multi-class target. The formulas emit no warnings; the point-estimate functions
+Undefined values are NaN: a rate with a zero denominator (also a group's precision without a row predicted
+1); a gap, ratio, variance or BiasAmp with fewer than two groups where it is defined; a ratio 0/0 (the rate
+is 0 in every group; eo_ratio leaves such a ratio out of its minimum); a worst-group (worst-cell) accuracy
+with none; a cell without rows; the binary-only metrics of a multi-class target. The formulas emit no warnings; the point-estimate functions
 report undefined values.
 """
 from __future__ import annotations
@@ -115,6 +116,36 @@ class Counts:
         return divide(self.c[:, :, :, 1].sum(axis=2).astype(np.float64), self.n)
 
     @cached_property
+    def tp(self) -> np.ndarray:
+        """True positives per group, c[b, g, 1, 1]: (B, G)."""
+        return self.c[:, :, 1, 1]
+
+    @cached_property
+    def fp(self) -> np.ndarray:
+        """False positives per group, c[b, g, 0, 1]: (B, G)."""
+        return self.c[:, :, 0, 1]
+
+    @cached_property
+    def tn(self) -> np.ndarray:
+        """True negatives per group, c[b, g, 0, 0]: (B, G)."""
+        return self.c[:, :, 0, 0]
+
+    @cached_property
+    def fn(self) -> np.ndarray:
+        """False negatives per group, c[b, g, 1, 0]: (B, G)."""
+        return self.c[:, :, 1, 0]
+
+    @cached_property
+    def ppv(self) -> np.ndarray:
+        """Precision TP / (TP + FP) per group, (B, G); NaN for a group without a row predicted 1."""
+        return divide(self.tp.astype(np.float64), self.tp + self.fp)
+
+    @cached_property
+    def f1(self) -> np.ndarray:
+        """F1 = 2 TP / (2 TP + FP + FN) per group, (B, G); NaN where the denominator is 0."""
+        return divide(2.0 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+    @cached_property
     def confusion(self) -> np.ndarray:
         """The confusion matrix over all groups, cm[b, y, y_hat]: (B, K, K)."""
         return self.c.sum(axis=1)
@@ -200,6 +231,16 @@ def variance(values: np.ndarray) -> np.ndarray:
     mean = mean_defined(values, defined)
     squares, count = sum_defined((values - mean[:, None]) ** 2, defined)
     return np.where(count >= 2, divide(squares, count), np.nan)
+
+
+def ratio(values: np.ndarray) -> np.ndarray:
+    """min / max over each row's defined (non-NaN) values; NaN where fewer than two are defined, and NaN
+    where the max is 0 (0/0: every value is 0), as fairlearn's ``MetricFrame.ratio()`` (group_min /
+    group_max, a pandas division that gives NaN for 0/0). The values are rates, so never negative."""
+    defined = ~np.isnan(values)
+    lo = np.where(defined, values, np.inf).min(axis=1, initial=np.inf)
+    hi = np.where(defined, values, -np.inf).max(axis=1, initial=-np.inf)
+    return np.where(defined.sum(axis=1) >= 2, divide(lo, hi), np.nan)
 
 
 def worst(values: np.ndarray) -> np.ndarray:
@@ -310,3 +351,21 @@ def _cell_acc(k: Counts) -> np.ndarray:
 @formula(f"n[{registry.GROUP},{registry.CLASS}]")
 def _cell_n(k: Counts) -> np.ndarray:
     return k.cell_n.reshape(len(k.c), -1)
+
+
+# issue 18, point 1 (continued): tp, fp, tn, fn, ppv, f1 per group (B, G) and the parity ratios (B,)
+for _rate in ("tp", "fp", "tn", "fn", "ppv", "f1"):
+    formula(f"{_rate}[{registry.GROUP}]")(lambda k, rate=_rate: getattr(k, rate))
+
+
+@formula("dp_ratio")
+def _dp_ratio(k: Counts) -> np.ndarray:
+    return ratio(k.sel)
+
+
+@formula("eo_ratio")
+def _eo_ratio(k: Counts) -> np.ndarray:
+    # a 0/0 ratio (parity at rate 0) is left out of the minimum (np.fmin), as fairlearn's worst case leaves
+    # out a 0/0 FPR ratio; a rate defined in fewer than two groups makes it NaN, like eo_diff
+    few = (np.count_nonzero(~np.isnan(k.tpr), axis=1) < 2) | (np.count_nonzero(~np.isnan(k.fpr), axis=1) < 2)
+    return np.where(few, np.nan, np.fmin(ratio(k.tpr), ratio(k.fpr)))

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import registry
 from ._common import as_ids, as_scores, check_binary, resolve_n_groups, to_numpy, warn_once
+from .calibration import calibration_point
 from .counts import Counts, confusion_counts, count_metrics
 from .ranking import ap_from_counts, auc_from_counts, one_class_message, sorted_counts
 from .scores import group_ap_sorted, kl_value, sort_by_score, w1_max_sorted
@@ -115,6 +116,16 @@ def _nan_reasons(rates, keys):
             few("tpr", "TPR gap")
             if key == "eo_diff":
                 few("fpr", "FPR gap")
+        elif key == "dp_ratio":
+            few("sel", "demographic parity ratio")
+            if np.count_nonzero(~np.isnan(rates["sel"])) >= 2 and np.nanmax(rates["sel"]) == 0:
+                msgs.append("demographic parity ratio is NaN: no group has a row with y_hat = 1 (0/0)")
+        elif key == "eo_ratio":
+            few("tpr", "TPR ratio")
+            few("fpr", "FPR ratio")
+            both = [r for r in ("tpr", "fpr") if np.count_nonzero(~np.isnan(rates[r])) >= 2]
+            if len(both) == 2 and all(np.nanmax(rates[r]) == 0 for r in both):
+                msgs.append("equalized odds ratio is NaN: TPR and FPR are 0 in every group (0/0)")
         elif key == "worst_cell_acc" and np.count_nonzero(rates["n"]) == 0:
             msgs.append("worst-cell accuracy is NaN: no cell has rows")
         elif key == "ba" and np.count_nonzero(rates["n"]) < 2:
@@ -145,6 +156,54 @@ def per_group_rates(y_true, y_pred, groups, n_groups=None):
     rates = _first(_counts(y_true, y_pred, g, n_groups, binary=True))
     warn_once(_undefined(rates, _names(n_groups), tpr=True, fpr=True))
     return rates
+
+
+def _no_selection(counts, names):
+    """Messages naming the non-empty groups without a row predicted 1 (precision undefined) and those
+    without positives or predicted positives (F1 undefined)."""
+    tp, fp, fn, n = counts.tp[0], counts.fp[0], counts.fn[0], counts.n[0]
+    msgs = []
+    for mask, what in (((tp + fp == 0) & (n > 0), "no row with y_hat = 1 (ppv undefined)"),
+                       ((2 * tp + fp + fn == 0) & (n > 0), "neither positives nor rows with y_hat = 1 "
+                                                           "(f1 undefined)")):
+        if mask.any():
+            msgs.append(f"group(s) {', '.join(names[i] for i in np.flatnonzero(mask))} have {what}")
+    return msgs
+
+
+def per_group_confusion(y_true, y_pred, groups, n_groups=None):
+    """Per-group confusion counts for a binary target; integer arrays of length G indexed by group id.
+
+    ``tp``: tp = TP_g = #{i in g : y_i = 1, y_hat_i = 1} (true positives);
+    ``fp``: fp = FP_g = #{i in g : y_i = 0, y_hat_i = 1} (false positives);
+    ``tn``: tn = TN_g = #{i in g : y_i = 0, y_hat_i = 0} (true negatives);
+    ``fn``: fn = FN_g = #{i in g : y_i = 1, y_hat_i = 0} (false negatives).
+    ``sklearn.metrics.confusion_matrix(y[g], y_hat[g], labels=[0, 1]).ravel()`` is (tn, fp, fn, tp) of the
+    group; the rates of :func:`per_group_rates` and :func:`precision_f1_by_group` are ratios of these counts.
+    Descriptive counts (no better direction); empty groups have all four 0 (one FairnessMetricWarning).
+    """
+    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
+    counts = _counts(y_true, y_pred, g, n_groups, binary=True)
+    warn_once(_undefined(_first(counts), _names(n_groups)))
+    return {name: getattr(counts, name)[0].copy() for name in ("tp", "fp", "tn", "fn")}
+
+
+def precision_f1_by_group(y_true, y_pred, groups, n_groups=None):
+    """Per-group precision and F1 score for a binary target; arrays of length G indexed by group id.
+
+    ``ppv``: ppv = TP_g / (TP_g + FP_g) = P(y=1 | y_hat=1, g) (precision); NaN when group g has no row
+    with y_hat = 1 (``sklearn.metrics.precision_score`` with ``zero_division=np.nan`` on the group's rows).
+    ``f1``: f1 = 2 TP_g / (2 TP_g + FP_g + FN_g), the harmonic mean of precision and TPR; NaN when
+    2 TP_g + FP_g + FN_g = 0, i.e. the group has neither positives nor rows predicted 1
+    (``sklearn.metrics.f1_score`` with ``zero_division=np.nan``; van Rijsbergen, "Information Retrieval",
+    1979, F with beta = 1). Counts as in :func:`per_group_confusion`; one FairnessMetricWarning names the
+    groups where a value is NaN.
+    """
+    y_true, y_pred, g, n_groups = _prepare(y_true, y_pred, groups, n_groups)
+    counts = _counts(y_true, y_pred, g, n_groups, binary=True)
+    names = _names(n_groups)
+    warn_once(_undefined(_first(counts), names) + _no_selection(counts, names))
+    return {"ppv": counts.ppv[0], "f1": counts.f1[0]}
 
 
 def accuracy(y_true, y_pred):
@@ -243,6 +302,40 @@ def eopp_diff(y_true, y_pred, groups, n_groups=None):
     return value
 
 
+def dp_ratio(y_true, y_pred, groups, n_groups=None):
+    """Demographic parity ratio = min_g sel_g / max_g sel_g over non-empty groups, sel_g = P(y_hat=1 | g);
+    NaN when max_g sel_g = 0 (0/0).
+
+    Equals ``fairlearn.metrics.demographic_parity_ratio`` (method 'between_groups': group_min / group_max
+    of the selection rates, a pandas division, NaN for 0/0 when no group selects anyone). 1 at parity,
+    higher is better; the "four-fifths rule" of US employment law flags a ratio below 0.8. Demographic
+    parity: Calders & Verwer, DMKD 2010; Dwork et al., ITCS 2012. Empty groups are left out; NaN if fewer
+    than two groups have members (fairlearn gives 1 for a single group). One FairnessMetricWarning.
+    """
+    value, msgs = _single("dp_ratio", y_true, y_pred, groups, n_groups, binary=True)
+    warn_once(msgs)
+    return value
+
+
+def eo_ratio(y_true, y_pred, groups, n_groups=None):
+    """Equalized odds ratio = min(TPR ratio, FPR ratio), ratio = min_g / max_g of the rate; a ratio that is
+    0/0 (the rate is 0 in every group) is left out of the minimum.
+
+    Equals ``fairlearn.metrics.equalized_odds_ratio`` with agg='worst_case' (the smaller of
+    ``true_positive_rate`` and ``false_positive_rate``'s MetricFrame ratios) where fairlearn defines it. 1
+    at parity, higher is better. Equalized odds: Hardt, Price & Srebro, NeurIPS 2016. The 0/0 case: a rate
+    that is 0 in every group is at parity and fairlearn's ratio of it is NaN; fairlearn's worst case is
+    Python's ``min`` over (TPR ratio, FPR ratio), which skips a NaN FPR ratio but returns NaN for a NaN TPR
+    ratio. Here either 0/0 ratio is left out (the same value in the first case, the FPR ratio instead of
+    NaN in the second); NaN if both are 0/0. Groups without positives (negatives) are left out of the TPR
+    (FPR) ratio (fairlearn counts their rate as 0); NaN if either rate has fewer than two groups with a
+    defined value, as :func:`eo_diff`. One FairnessMetricWarning.
+    """
+    value, msgs = _single("eo_ratio", y_true, y_pred, groups, n_groups, binary=True, tpr=True, fpr=True)
+    warn_once(msgs)
+    return value
+
+
 def per_cell_accuracy(y_true, y_pred, groups, n_groups=None, num_classes=None):
     """Per-cell accuracy of every (protected group g, target class c) cell; arrays (G, K) by ids.
 
@@ -277,7 +370,8 @@ def worst_cell_acc(y_true, y_pred, groups, n_groups=None, num_classes=None):
 
 
 def _score_metrics(y_true, s, g, n_groups, out, msgs):
-    """auc, ap, ti_gap, kl and the per-group AP from one sort of the scores (binary target)."""
+    """auc, ap, ti_gap, kl, ece, ece_gap, brier into ``out``; returns the per-group families ap[<group>],
+    ece[<group>], brier[<group>] (one sort of the scores, one bincount for calibration; binary target)."""
     n_pos = int(y_true.sum())
     s_sorted, y_sorted, g_sorted = sort_by_score(y_true, s, g)
     if 0 < n_pos < y_true.size:
@@ -294,7 +388,13 @@ def _score_metrics(y_true, s, g, n_groups, out, msgs):
         out["kl"] = kl_value(y_true, s, g, n_groups)[0]
         if np.isnan(out["kl"]):
             msgs.append("kl is NaN: fewer than two groups have both positive and negative labels")
-    return group_ap_sorted(s_sorted, y_sorted, g_sorted, n_groups)
+    families = {f"ap[{registry.GROUP}]": group_ap_sorted(s_sorted, y_sorted, g_sorted, n_groups)}
+    if s.min() < 0 or s.max() > 1:
+        msgs.append("ece, ece_gap, brier and their per-group values are NaN: scores outside [0, 1]")
+        return families
+    for key, value in calibration_point(y_true, s, g, n_groups).items():  # ece_gap NaN exactly when ti_gap is
+        (families if registry.REGISTRY[key].per_group else out)[key] = value
+    return families
 
 
 def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_groups=None, num_classes=2,
@@ -309,13 +409,19 @@ def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_group
     ``ap[<name>]`` (group_average_precision) for every group, <name> = group_names[g] or str(g), then
     ``worst_cell_acc``, ``acc[<name>,<class>]`` and ``n[<name>,<class>]`` (per_cell_accuracy) for every
     group and target class, <class> = class_names[c] or str(c), K = num_classes (or the largest label + 1)
-    classes; the per-cell columns come last so the earlier ones keep their places.
-    ``auc``, ``ap``, ``kl``, ``ti_gap`` and ``ap[<name>]`` need ``scores`` (``kl`` scores in
-    [0, 1]) and are NaN without them; ``ba`` uses ``y_pred``, with y_at from the evaluated labels.
-    For a multi-class target (num_classes > 2 or a label > 1) the binary-only values (auc, ap,
-    dp_diff, eo_diff, eopp_diff, ba, kl, ti_gap, tpr, fpr, sel, ap[<name>]) are NaN with the same
+    classes; then ``tp[<name>]``, ``fp[<name>]``, ``tn[<name>]``, ``fn[<name>]`` (per_group_confusion),
+    ``ppv[<name>]``, ``f1[<name>]`` (precision_f1_by_group), ``dp_ratio``, ``eo_ratio``, ``ece``,
+    ``ece[<name>]``, ``ece_gap``, ``brier``, ``brier[<name>]`` (expected_calibration_error,
+    calibration_by_group, ece_gap, brier_score); later families come last so the earlier ones keep their
+    places.
+    ``auc``, ``ap``, ``kl``, ``ti_gap``, ``ap[<name>]`` and the calibration values need ``scores``
+    (``kl`` and calibration: probabilities of class 1, in [0, 1]) and are NaN without them; ``ba`` uses
+    ``y_pred``, with y_at from the evaluated labels. For a multi-class target (num_classes > 2 or a
+    label > 1) the binary-only values (auc, ap, dp_diff, eo_diff, eopp_diff, ba, kl, ti_gap, tpr, fpr, sel,
+    ap[<name>], the confusion counts, ppv, f1, the ratios, the calibration values) are NaN with the same
     keys; the per-cell columns exist for every class. All undefined values (also cells without rows)
-    are reported in a single FairnessMetricWarning.
+    are reported in a single FairnessMetricWarning, except a NaN ppv or f1 of a group without rows predicted
+    1 and a 0/0 dp_ratio or eo_ratio: outcomes of well-defined predictions, stated in their definitions.
     """
     if n_groups is None and group_names is not None:
         n_groups = len(group_names)
@@ -332,6 +438,8 @@ def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_group
                          + (("dp_diff", "eo_diff", "ba") if binary else ()))
     if y_true.size:
         msgs += _empty_cells(counts, names, classes)
+    # not reported here: ppv and f1 of a group without rows predicted 1 and the ratios' 0/0, outcomes of
+    # well-defined predictions that their definitions state (precision_f1_by_group, dp_ratio, eo_ratio warn)
     # every family's values in registry order; score metrics NaN until computed
     family = {m.key: values[m.key].reshape(-1) if m.kind == "count"
               else np.full(len(m.columns(names, classes)), np.nan) for m in registry.REGISTRY.values()}
@@ -339,7 +447,7 @@ def group_metrics(y_true, y_pred, groups, scores=None, group_names=None, n_group
         s = as_scores(scores, y_true.size)
         if y_true.size:
             overall = {}
-            family[f"ap[{registry.GROUP}]"] = _score_metrics(y_true, s, g, n_groups, overall, msgs)
+            family.update(_score_metrics(y_true, s, g, n_groups, overall, msgs))
             for key, value in overall.items():
                 family[key] = np.array([value])
     out = {}

@@ -97,10 +97,14 @@ def _entries(*metrics: Metric) -> dict[str, Metric]:
 
 _HARDT = "Hardt, Price & Srebro, NeurIPS 2016"
 _RAMASWAMY = "Ramaswamy, Kim & Russakovsky, CVPR 2021"
+_GUO = "Guo, Pleiss, Sun & Weinberger, ICML 2017"
+_BRIER = "Brier, Monthly Weather Review 1950; = scikit-learn brier_score_loss"
+ECE_BINS = 15  #: equal-width bins on [0, 1] of the top-label confidence for ``ece`` (Guo et al. 2017)
 
 #: Every metric, in the column order of results.pkl: the overall columns, then the per-group families
 #: (each family's columns group by group), then the entries added later (issue 18: the per-cell
-#: accuracy), appended at the end so that the earlier columns keep their places.
+#: accuracy; then per-group confusion counts, precision, F1, the parity ratios and calibration), appended at
+#: the end so that the earlier columns keep their places.
 REGISTRY: dict[str, Metric] = _entries(
     Metric("n", "number of evaluated rows", None, "count", False, "number of rows", format="d"),
     Metric("accuracy", "(1/n) sum_i [y_hat_i = y_i]", True, "count", True, "accuracy (fraction correct)",
@@ -167,17 +171,64 @@ REGISTRY: dict[str, Metric] = _entries(
            "Sagawa et al., ICLR 2020", per_cell=True, function="per_cell_accuracy"),
     Metric("n", "n_gc = sum_k C[g, c, k], the rows of group g with label c", None, "count", False,
            "rows of group {group} with label {cls}", per_cell=True, format="d", function="per_cell_accuracy"),
+    # issue 18, point 1 (continued): per-group confusion counts, precision and F1, the fairlearn ratios, and
+    # calibration (ECE with ECE_BINS = 15 bins, Brier score), appended so the earlier columns keep their
+    # places
+    Metric("tp", "tp = TP_g = #{i in g : y_i = 1, y_hat_i = 1} (true positives)", None, "count", False,
+           "true positives of group {group}", per_group=True, binary_only=True, format="d",
+           function="per_group_confusion"),
+    Metric("fp", "fp = FP_g = #{i in g : y_i = 0, y_hat_i = 1} (false positives)", None, "count", False,
+           "false positives of group {group}", per_group=True, binary_only=True, format="d",
+           function="per_group_confusion"),
+    Metric("tn", "tn = TN_g = #{i in g : y_i = 0, y_hat_i = 0} (true negatives)", None, "count", False,
+           "true negatives of group {group}", per_group=True, binary_only=True, format="d",
+           function="per_group_confusion"),
+    Metric("fn", "fn = FN_g = #{i in g : y_i = 1, y_hat_i = 0} (false negatives)", None, "count", False,
+           "false negatives of group {group}", per_group=True, binary_only=True, format="d",
+           function="per_group_confusion"),
+    Metric("ppv", "ppv = TP_g / (TP_g + FP_g) = P(y=1 | y_hat=1, g) (precision); NaN when group g has no row "
+           "with y_hat = 1", True, "count", True, "precision (PPV) of group {group}",
+           "scikit-learn precision_score on the group's rows", per_group=True, binary_only=True,
+           function="precision_f1_by_group"),
+    Metric("f1", "f1 = 2 TP_g / (2 TP_g + FP_g + FN_g), the harmonic mean of precision and TPR; NaN when "
+           "2 TP_g + FP_g + FN_g = 0", True, "count", True, "F1 score of group {group}",
+           "van Rijsbergen 1979; scikit-learn f1_score on the group's rows", per_group=True, binary_only=True,
+           function="precision_f1_by_group"),
+    Metric("dp_ratio", "min_g sel_g / max_g sel_g over non-empty groups, sel_g = P(y_hat=1 | g); NaN when "
+           "max_g sel_g = 0 (0/0)", True, "count", True,
+           "demographic parity ratio (min / max selection rate)",
+           "= fairlearn demographic_parity_ratio", binary_only=True, function="dp_ratio"),
+    Metric("eo_ratio", "min(TPR ratio, FPR ratio), ratio = min_g / max_g of the rate; a ratio that is 0/0 "
+           "(the rate is 0 in every group) is left out of the minimum", True, "count", True,
+           "equalized odds ratio (min of TPR, FPR ratios)",
+           f"{_HARDT}; = fairlearn equalized_odds_ratio (agg='worst_case')", binary_only=True,
+           function="eo_ratio"),
+    Metric("ece", f"ECE = sum_b (n_b / n) |acc_b - conf_b| over {ECE_BINS} equal-width bins "
+           f"b = (b/{ECE_BINS}, (b+1)/{ECE_BINS}] of the top-label confidence conf_i = max(p_i, 1 - p_i), "
+           "acc_b the fraction of bin b's rows with y_i = 1[p_i > 0.5], conf_b their mean confidence", False, "score", True,
+           f"expected calibration error ({ECE_BINS} bins)", _GUO, binary_only=True,
+           function="expected_calibration_error"),
+    Metric("ece", "ece_g = the ECE of group g's rows (n_b, acc_b, conf_b counted within the group)", False,
+           "score", True, "expected calibration error of group {group}", _GUO, per_group=True,
+           binary_only=True, function="calibration_by_group"),
+    Metric("ece_gap", "max_g ece_g - min_g ece_g over non-empty groups", False, "score", True,
+           "calibration gap (max − min group ECE)", _GUO, binary_only=True, gap=True, function="ece_gap"),
+    Metric("brier", "Brier = (1/n) sum_i (p_i - y_i)^2, p_i the score (probability of class 1)", False,
+           "score", True, "Brier score", _BRIER, binary_only=True, function="brier_score"),
+    Metric("brier", "brier_g = (1/n_g) sum_{i in g} (p_i - y_i)^2", False, "score", True,
+           "Brier score of group {group}", _BRIER, per_group=True, binary_only=True,
+           function="calibration_by_group"),
 )
 
 #: What each display shows by default, in its order. A per-group key (``acc[<group>]``) stands for the
 #: family's columns, group by group.
 VIEWS: dict[str, tuple[str, ...]] = {
     # the table printed after `fairrun train` and `fairrun eval` (fairrun.report.console)
-    "console": ("n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "acc_gap", "acc_var", "dp_diff",
-                "eo_diff", "eopp_diff", f"acc[{GROUP}]"),
+    "console": ("n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "worst_cell_acc", "acc_gap",
+                "acc_var", "dp_diff", "eo_diff", "eopp_diff", f"acc[{GROUP}]"),
     # validation scalars written to TensorBoard after each evaluation: val/<name>, val_group_<name>/<group>
-    "tensorboard": ("accuracy", "balanced_accuracy", "worst_group_acc", "acc_gap", "acc_var", "dp_diff",
-                    "eo_diff", "eopp_diff", "auc", f"acc[{GROUP}]"),
+    "tensorboard": ("accuracy", "balanced_accuracy", "worst_group_acc", "worst_cell_acc", "acc_gap",
+                    "acc_var", "dp_diff", "eo_diff", "eopp_diff", "auc", f"acc[{GROUP}]"),
     # test metrics of TensorBoard's HParams dashboard: hparam/test_<name>
     "hparams": ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff", "eopp_diff"),
     # the columns of `fairrun report` without --metrics (plus epsilon when a run is private)

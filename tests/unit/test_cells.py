@@ -57,8 +57,9 @@ def test_cell_columns_group_by_group_after_the_earlier_columns():
     keys = list(row)
     first = keys.index("worst_cell_acc")
     assert keys[first - 1] == "ap[C]"  # the earlier columns keep their places
-    assert keys[first + 1:] == [f"{m}[{grp},{c}]" for m in ("acc", "n") for grp in "ABC"
-                                for c in ("no", "yes")]
+    cells = [f"{m}[{grp},{c}]" for m in ("acc", "n") for grp in "ABC" for c in ("no", "yes")]
+    assert keys[first + 1:first + 1 + len(cells)] == cells
+    assert keys[first + 1 + len(cells)] == "tp[A]"  # the families added after the cells (issue 18) follow
     assert row["worst_cell_acc"] <= row["worst_group_acc"]
 
 

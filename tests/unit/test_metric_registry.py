@@ -76,7 +76,8 @@ def test_results_columns_follow_the_registry_order():
 
 def test_results_row_column_order_is_pinned_with_the_cells_appended():
     """Point estimates in registry order (new families last), then the intervals: overall count metrics
-    (worst_cell_acc last), per-group families, cells, score metrics."""
+    (worst_cell_acc, then the ratios last), per-group families (ppv, f1 last), cells, overall score metrics
+    (the calibration values last), per-group score metrics (ece, brier)."""
     [(_, row, _)] = measure(rows(), DecisionRule(0.5, bootstrap=10, bootstrap_scores=True), "test",
                             ["A", "B", "C"], 2, class_names=["n", "p"])
     gs = ["A", "B", "C"]
@@ -84,10 +85,15 @@ def test_results_row_column_order_is_pinned_with_the_cells_appended():
              "worst_group_acc", "dp_diff", "eo_diff", "eopp_diff", "ba", "kl", "ti_gap"]
     point += [f"{m}[{x}]" for m in ("acc", "n", "tpr", "fpr", "sel", "ap") for x in gs]
     point += ["worst_cell_acc"] + [f"{m}[{x},{c}]" for m in ("acc", "n") for x in gs for c in "np"]
+    point += [f"{m}[{x}]" for m in ("tp", "fp", "tn", "fn", "ppv", "f1") for x in gs]
+    point += ["dp_ratio", "eo_ratio", "ece"] + [f"ece[{x}]" for x in gs] + ["ece_gap", "brier"]
+    point += [f"brier[{x}]" for x in gs]
     boot = ["accuracy", "balanced_accuracy", "acc_gap", "acc_var", "worst_group_acc", "dp_diff", "eo_diff",
-            "eopp_diff", "ba", "worst_cell_acc"]
-    boot += [f"{m}[{x}]" for m in ("acc", "tpr", "fpr", "sel") for x in gs]
-    boot += [f"acc[{x},{c}]" for x in gs for c in "np"] + ["auc", "ap", "kl", "ti_gap"]
+            "eopp_diff", "ba", "worst_cell_acc", "dp_ratio", "eo_ratio"]
+    boot += [f"{m}[{x}]" for m in ("acc", "tpr", "fpr", "sel", "ppv", "f1") for x in gs]
+    boot += [f"acc[{x},{c}]" for x in gs for c in "np"]
+    boot += ["auc", "ap", "kl", "ti_gap", "ece", "ece_gap", "brier"]
+    boot += [f"{m}[{x}]" for m in ("ece", "brier") for x in gs]
     assert list(row) == point + [f"{c}{s}" for c in boot for s in registry.INTERVAL_SUFFIXES]
 
 
@@ -105,7 +111,11 @@ def test_every_count_metric_has_one_formula_and_every_formula_a_count_metric():
     assert set(bootstrap.COUNT_METRICS) | {f"{m}[{registry.GROUP}]" for m in bootstrap.PER_GROUP} \
         | {f"{m}[{registry.GROUP},{registry.CLASS}]" for m in bootstrap.PER_CELL} == \
         {m.key for m in registry.metrics(kind="count", bootstraps=True)}
-    assert bootstrap.SCORE_METRICS == tuple(m.name for m in registry.metrics(kind="score", bootstraps=True))
+    assert bootstrap.SCORE_METRICS == tuple(m.name for m in registry.metrics(kind="score", per_group=False,
+                                                                            bootstraps=True))
+    assert bootstrap.SCORE_PER_GROUP == tuple(m.name for m in registry.metrics(kind="score", per_group=True,
+                                                                              bootstraps=True))
+    assert bootstrap.SCORE_PER_GROUP == ("ece", "brier")
 
 
 def test_entries_are_well_formed():
@@ -202,6 +212,9 @@ def test_replicates_reduce_like_numpy_over_the_defined_values():
                         "acc_gap": np.ptp(acc) if acc.size > 1 else np.nan,
                         "worst_group_acc": acc.min() if acc.size else np.nan,
                         "balanced_accuracy": np.mean(recall)}
+            if k == 2 and np.count_nonzero(~np.isnan(state.sel[b])) > 1:
+                sel = state.sel[b][~np.isnan(state.sel[b])]
+                expected["dp_ratio"] = sel.min() / sel.max() if sel.max() > 0 else np.nan
             if k == 2:
                 c = reps[b]
                 n_a = c.sum(axis=(1, 2))
@@ -215,7 +228,8 @@ def test_replicates_reduce_like_numpy_over_the_defined_values():
 def test_the_single_metric_functions_agree_with_group_metrics():
     for y, y_pred, g, n_groups, k in _cases():
         ref = group_metrics(y, y_pred, g, n_groups=n_groups, num_classes=k)
-        for name in ("acc_gap", "acc_var", "worst_group_acc") + (("dp_diff", "eo_diff", "eopp_diff") if k == 2 else ()):
+        binary_only = ("dp_diff", "eo_diff", "eopp_diff", "dp_ratio", "eo_ratio")
+        for name in ("acc_gap", "acc_var", "worst_group_acc") + (binary_only if k == 2 else ()):
             value = getattr(metrics_api, name)(y, y_pred, g, n_groups=n_groups)
             assert np.float64(value).tobytes() == np.float64(ref[name]).tobytes(), name
         if k == 2:
@@ -269,18 +283,22 @@ def test_lookups_resolve_per_group_and_interval_columns():
 
 
 def test_the_displays_show_what_they_showed_before_the_registry():
-    """The column order of the printed table, the TensorBoard tags and the report defaults stay as they were."""
-    assert registry.VIEWS["console"] == ("n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "acc_gap",
-                                         "acc_var", "dp_diff", "eo_diff", "eopp_diff", "acc[<group>]")
-    assert registry.VIEWS["tensorboard"] == ("accuracy", "balanced_accuracy", "worst_group_acc", "acc_gap", "acc_var",
-                                             "dp_diff", "eo_diff", "eopp_diff", "auc", "acc[<group>]")
+    """The column order of the printed table, the TensorBoard tags and the report defaults stay as they were,
+    with worst_cell_acc after worst_group_acc in the printed table and TensorBoard (issue 18)."""
+    assert registry.VIEWS["console"] == ("n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc",
+                                         "worst_cell_acc", "acc_gap", "acc_var", "dp_diff", "eo_diff",
+                                         "eopp_diff", "acc[<group>]")
+    assert registry.VIEWS["tensorboard"] == ("accuracy", "balanced_accuracy", "worst_group_acc",
+                                             "worst_cell_acc", "acc_gap", "acc_var", "dp_diff", "eo_diff",
+                                             "eopp_diff", "auc", "acc[<group>]")
     assert registry.VIEWS["hparams"] == ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff", "eopp_diff")
     assert registry.VIEWS["report"] == ("accuracy", "worst_group_acc", "acc_gap", "dp_diff", "eo_diff")
-    assert set(registry.gaps()) == {"acc_gap", "dp_diff", "eo_diff", "eopp_diff", "acc_var", "ti_gap", "kl"}
+    assert set(registry.gaps()) == {"acc_gap", "dp_diff", "eo_diff", "eopp_diff", "acc_var", "ti_gap", "kl",
+                                    "ece_gap"}
     row = measured(2)
     columns = registry.view_columns("console", list(row) + ["acc[A]_lo"])
-    assert columns == ["n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "acc_gap", "acc_var", "dp_diff",
-                       "eo_diff", "eopp_diff", "acc[A]", "acc[B]", "acc[C]"]
+    assert columns == ["n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "worst_cell_acc",
+                       "acc_gap", "acc_var", "dp_diff", "eo_diff", "eopp_diff", "acc[A]", "acc[B]", "acc[C]"]
 
 
 def test_the_console_table_prints_the_console_view():
@@ -288,8 +306,8 @@ def test_the_console_table_prints_the_console_view():
 
     frame = pd.DataFrame([{"split": "test", "run_dir": "x", **measured(2)}])
     header = results_table(frame).splitlines()[0].split()
-    assert header == ["n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "acc_gap", "acc_var", "dp_diff",
-                      "eo_diff", "eopp_diff", "acc[A]", "acc[B]", "acc[C]"]
+    assert header == ["n", "accuracy", "balanced_accuracy", "auc", "worst_group_acc", "worst_cell_acc",
+                      "acc_gap", "acc_var", "dp_diff", "eo_diff", "eopp_diff", "acc[A]", "acc[B]", "acc[C]"]
 
 
 # ---------------------------------------------------------------- the docs

@@ -174,7 +174,8 @@ def test_multiclass_group_metrics():
     frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=y_pred, sensitive_features=g)
     binary_keys = list(group_metrics(y % 2, y_pred % 2, g, group_names=names))
     cells = [f"{key}[{name},{c}]" for key in ("acc", "n") for name in names for c in range(4)]
-    assert list(summary) == [k for k in binary_keys if "," not in k] + cells  # a cell per class (K = 4)
+    first, last = binary_keys.index("acc[a,0]"), binary_keys.index("n[c,1]")  # the cells of K = 2
+    assert list(summary) == binary_keys[:first] + cells + binary_keys[last + 1:]  # a cell per class (K = 4)
     assert summary["accuracy"] == pytest.approx(accuracy_score(y, y_pred), abs=TOL)
     assert summary["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, y_pred), abs=TOL)
     assert summary["acc_gap"] == pytest.approx(frame.difference(), abs=TOL)
@@ -304,7 +305,10 @@ def test_summary_keys_and_group_names():
     per_group = [f"{key}[{name}]" for key in ("acc", "n", "tpr", "fpr", "sel", "ap")
                  for name in names[:2]]
     cells = [f"{key}[{name},{c}]" for key in ("acc", "n") for name in names[:2] for c in (0, 1)]
-    assert list(summary) == SUMMARY_KEYS + per_group + ["worst_cell_acc"] + cells
+    later = [f"{key}[{name}]" for key in ("tp", "fp", "tn", "fn", "ppv", "f1") for name in names[:2]]
+    later += ["dp_ratio", "eo_ratio", "ece"] + [f"ece[{name}]" for name in names[:2]] + ["ece_gap", "brier"]
+    later += [f"brier[{name}]" for name in names[:2]]  # issue 18: appended after the per-cell columns
+    assert list(summary) == SUMMARY_KEYS + per_group + ["worst_cell_acc"] + cells + later
 
 
 def test_invalid_inputs_raise():
