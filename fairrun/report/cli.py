@@ -1,6 +1,6 @@
 """``fairrun report PATH [PATH ...] [options]``: argparse front end and the report's steps in order.
 
-collect runs -> job statuses -> sweep.pkl -> table with noise marks -> comparisons -> plots. User
+collect runs -> job statuses -> sweep.pkl -> comparisons (paired bootstrap) -> table with marks -> plots. User
 mistakes raise FairrunError, which :func:`report_main` prints as one paragraph (exit code 2).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from fairrun.core.errors import FairrunError, paragraph
-from fairrun.report import noise, plots
+from fairrun.report import noise, paired, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
 from fairrun.report.table import (
     DEFAULT_BY,
@@ -27,8 +27,8 @@ from fairrun.report.table import (
 DESCRIPTION = """\
 Gather every run under PATH (a sweep directory, a folder of run directories, or one run) into one
 table: each metric as mean ± std over the runs of a group of --by keys, marked against a baseline
-row as within noise (≈) or beyond it (▲/▼) by 95% bootstrap intervals; job statuses (finished,
-failed, unfinished, missing); and charts."""
+row by the 95% interval of the difference from a paired bootstrap over test rows and seeds (▲/▼
+above/below 0, ≈ holds 0); job statuses (finished, failed, unfinished, missing); and charts."""
 EPILOG = """\
 examples:
   fairrun report multirun/2026-01-01/12-00-00
@@ -291,9 +291,11 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
     save(out / "sweep.pkl", results.to_pickle)
     save(out / "sweep.csv", lambda p: results.to_csv(p, index=False))
 
-    comparisons = noise.compare(table, by, metrics, base)
-    text = format_table(table, by, metrics, noise.marks(comparisons))
-    legend = noise.legend(base, by, comparisons)
+    paths_of = coll.jobs.set_index("job")["path"].to_dict()
+    run_dirs = [paths_of.get(job, "") for job in rows["job"]]
+    comparisons, notes = paired.compare(table, rows, by, metrics, base, run_dirs, split)
+    text = format_table(table, by, metrics, paired.marks(comparisons))
+    legend = "\n".join([paired.legend(base, by, comparisons), *(f"note: {n}" for n in notes)])
     _echo()
     _echo(f"{split} split, mean ± std over runs:")
     _echo(text)
@@ -302,7 +304,8 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
                              f"{split} split, mean ± std over runs:", text, legend, ""])
     save(out / "report.txt", lambda p: p.write_text(report_text, encoding="utf-8"))
     save(out / "table.csv", lambda p: table.to_csv(p, index=False))
-    save(out / "comparisons.csv", lambda p: comparisons.drop(columns="row").to_csv(p, index=False))
+    save(out / "comparisons.csv",
+         lambda p: comparisons.drop(columns=["row", "baseline_row"]).to_csv(p, index=False))
 
     try:
         written += write_plots(rows, out / "plots", by=by, metrics=metrics, gap=gap, split=split,

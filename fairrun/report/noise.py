@@ -1,8 +1,11 @@
-""""Within noise": compare each table row with its baseline row through 95 % bootstrap intervals.
+"""Match each table row with its baseline row, and the rows' mean bootstrap intervals side by side.
 
 Every run stores a bootstrap interval per metric (``m_lo``, ``m_hi``); a table row's interval is the
-mean of its runs' ends (see :func:`fairrun.report.table.aggregate`). Two rows differ beyond noise
-when their intervals are disjoint; overlapping intervals are "within noise".
+mean of its runs' ends (see :func:`fairrun.report.table.aggregate`). :func:`compare` pairs every row
+with its baseline row and lists both intervals; its ``verdict`` is the overlap rule of earlier fairrun
+versions (intervals disjoint or not), which ignores seed-to-seed variance and the shared test set. The
+report's marks come from :mod:`fairrun.report.paired` (an interval of the difference), which uses
+:func:`compare` for the matching and replaces that verdict.
 """
 from __future__ import annotations
 
@@ -96,14 +99,15 @@ def compare(table: pd.DataFrame, by: list[str], metrics: list[str], baseline: tu
     keys; a key the baseline leaves unset (e.g. erm's ``noise_multiplier``) matches any value. Baseline
     rows themselves are left out. Columns: the --by keys, ``metric``, ``baseline``
     (KEY=VALUE), ``value``, ``lo``, ``hi``, ``baseline_value``, ``baseline_lo``, ``baseline_hi``,
-    ``verdict`` (one of :data:`VERDICTS`; ``no baseline`` when no row matches), ``row`` (position in
-    ``table``).
+    ``verdict`` (one of :data:`VERDICTS`; ``no baseline`` when no row matches), ``row`` and
+    ``baseline_row`` (positions in ``table``; -1 without a baseline).
     """
     key, value = baseline
     others = [k for k in by if k != key]
+    table = table.reset_index(drop=True)
     base_rows = table[[_same(v, value) for v in table[key]]]
     records = []
-    for i, row in table.reset_index(drop=True).iterrows():
+    for i, row in table.iterrows():
         if _same(row[key], value):
             continue
         base = _baseline_of(row, base_rows, others)
@@ -118,25 +122,8 @@ def compare(table: pd.DataFrame, by: list[str], metrics: list[str], baseline: tu
                               baseline_hi=base[f"{m}_hi"],
                               verdict=verdict(row[f"{m}_lo"], row[f"{m}_hi"], base[f"{m}_lo"], base[f"{m}_hi"]))
             record["row"] = i
+            record["baseline_row"] = -1 if base is None else int(base.name)
             records.append(record)
     columns = [*by, "metric", "baseline", "value", "lo", "hi", "baseline_value", "baseline_lo", "baseline_hi",
-               "verdict", "row"]
+               "verdict", "row", "baseline_row"]
     return pd.DataFrame(records, columns=columns)
-
-
-def marks(comparisons: pd.DataFrame) -> dict[tuple[int, str], str]:
-    """(table row, metric) -> ≈ ▲ ▼ for the comparisons that have a verdict with a mark."""
-    return {(int(r.row), r.metric): MARKS[r.verdict] for r in comparisons.itertuples() if r.verdict in MARKS}
-
-
-def legend(baseline: tuple[str, object], by: list[str], comparisons: pd.DataFrame | None = None) -> str:
-    """The one-line rule printed under the table (says so when no run has bootstrap intervals)."""
-    key, value = baseline
-    others = [k for k in by if k != key]
-    against = f"vs {key}={format_key(value)}" + (f" at the same {', '.join(others)}" if others else "")
-    if comparisons is not None and comparisons.empty:
-        return f"{against}: every row is a baseline row, so nothing is marked."
-    if comparisons is not None and (comparisons["verdict"] == "no interval").all():
-        return (f"{against}: no marks, the runs have no 95% bootstrap intervals (columns <metric>_lo, "
-                f"<metric>_hi in results.pkl).")
-    return f"{against}: ≈ within noise (95% intervals overlap), ▲/▼ higher/lower (disjoint), blank = no interval."

@@ -1,5 +1,6 @@
-"""`fairrun report`: job statuses, the mean ± std table, within-noise marks, the Pareto set, charts and
-user mistakes, on fabricated run directories (results.pkl written with pandas; no training)."""
+"""`fairrun report`: job statuses, the mean ± std table, the paired-bootstrap marks, the Pareto set, charts
+and user mistakes, on fabricated run directories (results.pkl written with pandas, predictions.pkl by
+fairrun.report.simulate; no training)."""
 from __future__ import annotations
 
 import itertools
@@ -13,7 +14,7 @@ from PIL import Image
 
 from fairrun import rundir
 from fairrun.cli import main as fairrun_main
-from fairrun.report import noise
+from fairrun.report import noise, simulate
 from fairrun.report.cli import report_main
 from fairrun.report.collect import collect, expected_jobs
 from fairrun.report.plots import pareto_mask
@@ -153,20 +154,66 @@ def test_table_means_and_stds_match_pandas_groupby(sweep):
     assert "± –" in report  # groups with a single run (a failed, unfinished or missing seed)
 
 
-def test_within_noise_verdicts(sweep):
+def test_runs_without_predictions_get_a_reason_not_a_mark(sweep):
+    """The fixture's runs have results.pkl but no predictions.pkl: count metrics cannot be bootstrapped over
+    the test rows, so their verdict says why; the old interval columns stay."""
     comparisons = pd.read_csv(sweep["out"] / "comparisons.csv")
+    assert list(comparisons.columns) == [
+        "method", "imbalance_ratio", "metric", "baseline", "value", "lo", "hi", "baseline_value",
+        "baseline_lo", "baseline_hi", "diff", "diff_lo", "diff_hi", "verdict", "n_seeds",
+        "baseline_n_seeds", "interval", "paired"]
     acc = comparisons[comparisons["metric"] == "accuracy"].set_index("imbalance_ratio")
     assert (acc["method"] == "reweight").all() and (acc["baseline"] == "method=erm").all()
-    assert acc.loc[1.0, "verdict"] == "within noise"
-    assert acc.loc[0.9, "verdict"] == "higher"
-    assert acc.loc[0.5, "verdict"] == "lower"
-    # The row interval is the mean of the runs' ends (erm at 0.5 has seeds 0 and 1).
-    assert acc.loc[0.5, "baseline_lo"] == pytest.approx(0.68 + 0.0005)
-    assert acc.loc[0.5, "lo"] == pytest.approx(0.58)  # reweight at 0.5: seed 0 only (job 11 is missing)
+    assert (acc["verdict"] == "no predictions").all() and acc["diff_lo"].isna().all()
+    assert acc.loc[0.5, "diff"] == pytest.approx(acc.loc[0.5, "value"] - acc.loc[0.5, "baseline_value"])
+    # erm at 0.5 has seeds 0 and 1, reweight at 0.5 seed 0 only (job 11 is missing)
+    assert (acc.loc[0.5, "n_seeds"], acc.loc[0.5, "baseline_n_seeds"]) == (1, 2)
+    assert acc.loc[0.5, "baseline_lo"] == pytest.approx(0.68 + 0.0005)  # the mean of the runs' ends
     report = (sweep["out"] / "report.txt").read_text(encoding="utf-8")
-    reweight_09 = next(line for line in report.splitlines() if line.startswith("reweight") and " 0.9 " in line)
-    assert "▲" in reweight_09
-    assert "within noise" in report  # the legend
+    assert "blank = no predictions (15)" in report
+    reweight = [line for line in report.splitlines() if line.startswith("reweight")]
+    assert reweight and not any(mark in line for line in reweight for mark in "▲▼≈")
+
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    """9 runs in the real run-dir format: erm, erm named twice (erm_again, other seeds) and a clearly
+    better method, 3 seeds each, on one test set of 1000 rows."""
+    root = tmp_path_factory.mktemp("real") / "sweep"
+    methods = {"erm": 0.0, "erm_again": 0.0, "better": 0.6}
+    simulate.write_sweep(root, methods, [0, 1, 2], n_test=1000, bootstrap=100)
+    out = root.parent / "out"
+    assert report_main([str(root), "--out", str(out), "--metrics", "accuracy", "worst_group_acc", "dp_diff",
+                        "auc"]) == 0
+    return out
+
+
+def test_paired_verdicts_on_a_real_sweep(real_sweep):
+    comparisons = pd.read_csv(real_sweep / "comparisons.csv").set_index(["method", "metric"])
+    assert (comparisons.loc["erm_again", "verdict"] == "≈").all()
+    assert comparisons.loc[("better", "accuracy"), "verdict"] == "▲"
+    assert comparisons.loc[("better", "worst_group_acc"), "verdict"] == "▲"
+    assert set(comparisons["paired"]) == {"yes", "no: seeds only"}
+    assert comparisons.loc[("better", "auc"), "interval"] == "seeds only"
+    assert (comparisons["n_seeds"] == 3).all() and (comparisons["baseline_n_seeds"] == 3).all()
+    report = (real_sweep / "report.txt").read_text(encoding="utf-8")
+    better = next(line for line in report.splitlines() if line.startswith("better"))
+    again = next(line for line in report.splitlines() if line.startswith("erm_again"))
+    assert better.count("▲") >= 2 and "▼" not in again and again.count("≈") == 4
+    assert "3 vs 3 seeds (8 comparisons)" in report
+    assert "interval of the difference" in report and "seeds only (no test-row resampling) for: auc" in report
+
+
+def test_a_damaged_predictions_file_is_reported_not_read(tmp_path, capsys):
+    simulate.write_sweep(tmp_path / "sweep", {"erm": 0.0, "other": 0.0}, [0, 1], n_test=300)
+    damaged = tmp_path / "sweep" / "3" / "predictions.pkl"
+    damaged.write_bytes(b"garbage")
+    assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--metrics", "accuracy"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"note: not used: {damaged} is damaged" in out and "blank = damaged predictions (1)" in out
+    comparisons = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert comparisons["verdict"].tolist() == ["damaged predictions"]
+    assert "damaged predictions" in (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("row, base, want", [
@@ -195,6 +242,7 @@ def test_a_key_the_baseline_leaves_unset_matches_any_value():
     out = noise.compare(table, by, ["accuracy"], ("method", "erm"))
     assert list(out["verdict"]) == ["lower", "within noise", "lower"]
     assert list(out["baseline_value"]) == [0.8, 0.8, 0.7]  # matched on the ratio
+    assert list(out["baseline_row"]) == [0, 0, 1]
 
 
 def test_pareto_set_on_a_hand_made_example():
