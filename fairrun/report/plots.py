@@ -292,7 +292,7 @@ def plot_cells(run: pd.Series, path: Path, title: str, groups: list[str],
         if np.isfinite(worst):
             ax.axhline(worst, color="#55a868", linestyle=":", linewidth=1.5, zorder=4,
                        label=f"worst-cell accuracy {worst:.3f}")
-        ylabel = f"accuracy within the cell (recall of the label, {split} rows)"
+        ylabel = f"cell accuracy (recall of the label), {split}"
         _finish_groups(ax, run, groups, title, ylabel, cells=True)
         return _save(fig, path)
 
