@@ -33,23 +33,23 @@ def test_reweighing_raises_worst_group_accuracy_over_erm():
     """tests/helpers/evidence.py: how the numbers were measured and the thresholds set.
 
     Measured (per seed 0, 1, 2, 3, 4, then the mean):
-      worst-group ERM       native  0.502 0.848 0.500 0.500 0.746 (0.619)
-                            default 0.510 0.858 0.500 0.500 0.734 (0.620)
-                            avx2    0.504 0.840 0.500 0.500 0.662 (0.601)
-      worst-group reweight  native  0.872 0.880 0.884 0.852 0.804 (0.858)
-                            default 0.882 0.916 0.884 0.806 0.846 (0.867)
-                            avx2    0.872 0.920 0.860 0.848 0.852 (0.870)
-      accuracy ERM          native  0.727 0.886 0.608 0.634 0.782 (0.727)
-                            default 0.730 0.896 0.651 0.644 0.767 (0.738)
-                            avx2    0.728 0.881 0.607 0.660 0.756 (0.726)
-      accuracy reweight     native  0.906 0.898 0.916 0.898 0.839 (0.891)
-                            default 0.910 0.936 0.921 0.872 0.856 (0.899)
-                            avx2    0.904 0.939 0.909 0.890 0.855 (0.899)
+      worst-group ERM       native  0.560 0.858 0.624 0.766 0.752 (0.712)
+                            default 0.592 0.860 0.640 0.732 0.740 (0.713)
+                            avx2    0.594 0.868 0.672 0.770 0.770 (0.735)
+      worst-group reweight  native  0.852 0.932 0.926 0.922 0.954 (0.917)
+                            default 0.842 0.928 0.928 0.912 0.962 (0.914)
+                            avx2    0.860 0.928 0.920 0.918 0.964 (0.918)
+      accuracy ERM          native  0.725 0.891 0.698 0.811 0.780 (0.781)
+                            default 0.752 0.897 0.715 0.794 0.772 (0.786)
+                            avx2    0.755 0.903 0.741 0.817 0.787 (0.801)
+      accuracy reweight     native  0.897 0.941 0.940 0.933 0.955 (0.933)
+                            default 0.893 0.943 0.936 0.930 0.964 (0.933)
+                            avx2    0.901 0.942 0.935 0.932 0.964 (0.935)
     Asserted (bound: pooled mean of the 15 draws -/+ 3 SE of the test's mean; margin: from the worst
     setting's mean, or the worst of the 15 draws for a per-seed threshold, to the threshold):
-      worst-group reweight > 0.8 (mean): 0.858 / 0.867 / 0.870, bound 0.821, margin 0.058
-      worst-group reweight - ERM > 0.03 (mean): 0.239 / 0.246 / 0.269, bound 0.059, margin 0.209
-      accuracy reweight - ERM > 0 (mean): 0.164 / 0.161 / 0.173, bound 0.031, margin 0.161
+      worst-group reweight > 0.8 (mean): 0.917 / 0.914 / 0.918, bound 0.867, margin 0.114
+      worst-group reweight - ERM > 0.03 (mean): 0.205 / 0.202 / 0.183, bound 0.087, margin 0.153
+      accuracy reweight - ERM > 0 (mean): 0.152 / 0.147 / 0.134, bound 0.061, margin 0.134
     """
     assert_raises_worst_group_accuracy_over_erm(REWEIGHT)
 
@@ -58,22 +58,22 @@ def test_oversampling_raises_worst_group_accuracy_over_erm():
     """tests/helpers/evidence.py: how the numbers were measured and the thresholds set.
 
     Measured (per seed 0, 1, 2, 3, 4, then the mean):
-      worst-group ERM       native  0.502 0.848 0.500 0.500 0.746 (0.619)
-                            default 0.510 0.858 0.500 0.500 0.734 (0.620)
-                            avx2    0.504 0.840 0.500 0.500 0.662 (0.601)
-      worst-group resample  native  0.852 0.952 0.860 0.892 0.948 (0.901)
-                            default 0.912 0.876 0.858 0.916 0.944 (0.901)
-                            avx2    0.848 0.916 0.872 0.870 0.900 (0.881)
-      accuracy ERM          native  0.727 0.886 0.608 0.634 0.782 (0.727)
-                            default 0.730 0.896 0.651 0.644 0.767 (0.738)
-                            avx2    0.728 0.881 0.607 0.660 0.756 (0.726)
-      accuracy resample     native  0.902 0.953 0.905 0.915 0.949 (0.925)
-                            default 0.924 0.891 0.892 0.932 0.953 (0.918)
-                            avx2    0.901 0.924 0.912 0.889 0.931 (0.911)
+      worst-group ERM       native  0.560 0.858 0.624 0.766 0.752 (0.712)
+                            default 0.592 0.860 0.640 0.732 0.740 (0.713)
+                            avx2    0.594 0.868 0.672 0.770 0.770 (0.735)
+      worst-group resample  native  0.910 0.956 0.904 0.950 0.942 (0.932)
+                            default 0.924 0.940 0.938 0.956 0.944 (0.940)
+                            avx2    0.924 0.948 0.940 0.946 0.934 (0.938)
+      accuracy ERM          native  0.725 0.891 0.698 0.811 0.780 (0.781)
+                            default 0.752 0.897 0.715 0.794 0.772 (0.786)
+                            avx2    0.755 0.903 0.741 0.817 0.787 (0.801)
+      accuracy resample     native  0.919 0.958 0.926 0.953 0.950 (0.941)
+                            default 0.927 0.946 0.940 0.957 0.953 (0.945)
+                            avx2    0.931 0.951 0.944 0.951 0.940 (0.943)
     Asserted (bound: pooled mean of the 15 draws -/+ 3 SE of the test's mean; margin: from the worst
     setting's mean, or the worst of the 15 draws for a per-seed threshold, to the threshold):
-      worst-group resample > 0.8 (mean): 0.901 / 0.901 / 0.881, bound 0.847, margin 0.081
-      worst-group resample - ERM > 0.03 (mean): 0.282 / 0.281 / 0.280, bound 0.106, margin 0.250
-      accuracy resample - ERM > 0 (mean): 0.197 / 0.181 / 0.185, bound 0.062, margin 0.181
+      worst-group resample > 0.8 (mean): 0.932 / 0.940 / 0.938, bound 0.916, margin 0.132
+      worst-group resample - ERM > 0.03 (mean): 0.220 / 0.228 / 0.204, bound 0.096, margin 0.174
+      accuracy resample - ERM > 0 (mean): 0.160 / 0.159 / 0.143, bound 0.076, margin 0.143
     """
     assert_raises_worst_group_accuracy_over_erm(OVERSAMPLE)

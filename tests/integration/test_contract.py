@@ -27,7 +27,12 @@ SMALL = {
     "dbvae": ["method.latent_dim=4"],
     "gan_debias": ["dataset.n_train=600", "dataset.target=glasses", "dataset.group_proportions=[0.7,0.3]",
                    "method.gan_epochs=8", "method.gan_width=16", "method.num_latents=120", "method.svm_samples=60",
-                   "method.grid_pairs=4"],  # a generator good enough that the hallucinated labels hold both classes
+                   "method.grid_pairs=4", "trainer.precise_bn=0"],
+    # a generator good enough that the hallucinated labels hold both classes. The tiny baselines score the 8-epoch
+    # GAN's images 0.53 +- 0.02 (near-constant): with PreciseBN statistics every image falls on one side of the
+    # F1 threshold (measured 2026-12-06 with targets glasses and smiling, 2-4 epochs); with the running averages
+    # both classes occur. This test checks the stages' mechanics (caching, resume, re-evaluation), so it keeps
+    # the running averages; gan_debias on real data needs baselines and a generator far better than these.
     "minority_gan": ["dataset.target=glasses", "dataset.group_proportions=[0.7,0.3]", "method.gan_epochs=2",
                      "method.gan_width=8", "method.num_generated=40", "method.source=group", "method.group=B"],
 }
