@@ -43,11 +43,12 @@ import functools
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from fairrun import rundir
 from fairrun.config import validate_run_config
@@ -96,20 +97,49 @@ def run_dir_of(overrides: tuple[str, ...], seed: int) -> Path:
     return _root() / f"{tag[:100]}-{seed}-{torch.backends.cpu.get_cpu_capability().lower()}-{key}"
 
 
-@functools.lru_cache(maxsize=None)
-def _results(overrides: tuple[str, ...], seed: int) -> pd.DataFrame:
-    run_dir = run_dir_of(overrides, seed)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{run_dir}.lock"):  # another worker may be training it: wait, then read its results
-        if rundir.is_done(run_dir):
-            return pd.read_pickle(run_dir / rundir.RESULTS)
-        cfg = validate_run_config(compose_train([*TINY, *RARE_GROUP, *overrides, f"seed={seed}"]))
-        return run_training(cfg, run_dir)  # resumes a run cut short by an earlier session
+_DONE: dict = {}  # (overrides, seed) -> results.pkl of a run this process trained or read
+
+
+def _train_or_read(overrides: tuple[str, ...], seed: int, run_dir: Path) -> pd.DataFrame:
+    """Under the run's lock: its results, trained first unless a finished run is there."""
+    if rundir.is_done(run_dir):
+        return pd.read_pickle(run_dir / rundir.RESULTS)
+    cfg = validate_run_config(compose_train([*TINY, *RARE_GROUP, *overrides, f"seed={seed}"]))
+    return run_training(cfg, run_dir)  # resumes a run cut short by an earlier session
+
+
+def _runs(keys: list[tuple[tuple[str, ...], int]]) -> list[pd.DataFrame]:
+    """results.pkl of each (overrides, seed) run, memoised per process and shared by the xdist workers.
+
+    A run another worker is training (its lock is held) is skipped while this worker trains or reads the
+    others it needs, and waited for only when nothing else is left, so two workers that need the same five
+    ERM seeds split them instead of one waiting for all five.
+    """
+    pending = [key for key in dict.fromkeys(keys) if key not in _DONE]
+    while pending:
+        progressed = False
+        for key in list(pending):
+            run_dir = run_dir_of(*key)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(f"{run_dir}.lock")
+            try:
+                lock.acquire(timeout=0 if len(pending) > 1 else -1)  # the last one: wait for it
+            except Timeout:
+                continue
+            try:
+                _DONE[key] = _train_or_read(*key, run_dir)
+            finally:
+                lock.release()
+            pending.remove(key)
+            progressed = True
+        if pending and not progressed:
+            time.sleep(0.5)  # every run left is being trained by another worker
+    return [_DONE[key] for key in keys]
 
 
 def results(method_overrides: list[str], seeds=(0, 1, 2), extra: tuple[str, ...] = ()) -> list[pd.DataFrame]:
     """results.pkl of one rare-group run per seed (memoised per session)."""
-    return [_results((*extra, *method_overrides), seed) for seed in seeds]
+    return _runs([((*extra, *method_overrides), seed) for seed in seeds])
 
 
 def split_rows(method_overrides: list[str], seeds=(0, 1, 2), extra: tuple[str, ...] = (),
