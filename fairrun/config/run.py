@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -50,6 +50,10 @@ class RunConfig:
     eval_datasets: list = field(default_factory=list)  # other datasets to test on after training
     eval: Any = None  # fairrun.evaluation.decision.EvalConfig: the decision threshold
     postprocess: Any = None  # fairrun.evaluation.decision.PostprocessConfig: threshold post-processing
+    # the arm's name (conf/arm/<name>.yaml): a label of the run, the results column `arm`; not in the fingerprint
+    arm: Optional[str] = None
+    # run directory of a finished fairrun train run whose best.pt weights start this run (fine-tuning); null = none
+    init_from: Optional[str] = None
     # section -> the _target_ of a user's own dataset / model / method (fairrun.core.registry); empty for built-ins
     targets: dict = field(default_factory=dict)
 
@@ -70,6 +74,9 @@ class RunConfig:
         relevant = self.to_dict()
         relevant.pop("resume")
         relevant.pop("eval_datasets")  # extra evaluations do not change the trained model
+        relevant.pop("arm")  # a name: the same settings under another arm's name are the same run
+        if relevant.get("init_from") is None:  # added later: runs of earlier versions keep their hash
+            relevant.pop("init_from", None)
         relevant["gpu"].pop("num_workers")
         relevant["gpu"].pop("data_on_device")
         for (section, key), default in KEYS_ADDED_LATER.items():  # runs of earlier versions keep their hash
@@ -87,7 +94,7 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.set_struct(cfg, False)
     allowed_top = {"dataset", "model", "method", "trainer", "gpu", "imbalance", "seed", "resume", "eval_datasets",
-                   "eval", "postprocess"}
+                   "eval", "postprocess", "arm", "init_from", "study"}
     unknown = sorted(set(cfg.keys()) - allowed_top)
     if unknown:
         raise ConfigError(
@@ -108,6 +115,12 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
             "an integer >= 0")
     resume = cfg.get("resume", True)
     require(isinstance(resume, bool), "resume", resume, "true or false")
+    arm = cfg.get("arm")
+    require(arm is None or (isinstance(arm, str) and arm.strip() != ""), "arm", arm,
+            "null or an arm's name (an option of conf/arm/, e.g. arm=erm)")
+    init_from = cfg.get("init_from")
+    require(init_from is None or (isinstance(init_from, str) and init_from.strip() != ""), "init_from", init_from,
+            "null or the run directory of a finished fairrun train run (its checkpoints/best.pt)")
     validate_trainer(trainer)
     validate_gpu(gpu)
     validate_imbalance(imbalance)
@@ -122,7 +135,7 @@ def validate_run_config(cfg: DictConfig) -> RunConfig:
     postprocess.validate()
     run = RunConfig(dataset=dataset, model=model, method=method, trainer=trainer, gpu=gpu,
                     imbalance=imbalance, seed=seed, resume=resume, eval_datasets=eval_datasets,
-                    eval=evaluation, postprocess=postprocess,
+                    eval=evaluation, postprocess=postprocess, arm=arm, init_from=init_from,
                     targets={section: target for section, target in targets.items() if target})
     if hasattr(method, "validate_run"):  # cross-section rules of a method (e.g. DP-SGD and gpu.amp)
         method.validate_run(run)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, List
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -33,6 +33,7 @@ from fairrun.generative.gan import GanConfig
 from fairrun.generative.minority import MinorityConfig
 from fairrun.generative.vae import VaeConfig
 from fairrun.methods import METHODS
+from fairrun.studies.spec import StudyConfig
 from fairrun.models import MODELS
 
 SCHEMA_GROUP = "schema"
@@ -49,6 +50,10 @@ class TrainSchema:
     gpu: Any = None  # the gpu group: gpu=auto|cpu|cuda
     imbalance: Any = None  # the imbalance group: imbalance=none|study
     postprocess: Any = None  # the postprocess group: postprocess=none|threshold
+    arm: Optional[str] = None  # the arm's name (conf/arm/<name>.yaml sets it): the results column `arm`
+    # run directory of a finished fairrun train run whose best.pt weights start this run (fine-tuning); null = none
+    init_from: Optional[str] = None
+    study: Optional[StudyConfig] = None  # set by +study=NAME (conf/study/): the study's name, --tiny and report settings
     seed: int = 0  # seeds weight init, batch order, dropout and imbalance sampling
     resume: bool = True  # continue from <run dir>/checkpoints/last.pt if present; false = start the run dir over
     eval: EvalConfig = field(default_factory=EvalConfig)  # how scores become decisions; bootstrap intervals

@@ -17,7 +17,8 @@ PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multip
 
 
 def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
-    """The columns that identify a run in results.pkl (sweep coordinates)."""
+    """The columns that identify a run in results.pkl (sweep coordinates). ``arm``: the arm's name (``arm=NAME``,
+    conf/arm/), else the method's name, so that a report grouped by arm also groups runs launched without one."""
     protected = cfg.dataset.protected
     return {
         "run_dir": str(run_dir),
@@ -27,6 +28,7 @@ def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
         "protected": protected if isinstance(protected, str) else "+".join(protected),
         "model": cfg.model.name,
         "method": cfg.method.name,
+        "arm": cfg.arm if cfg.arm is not None else cfg.method.name,
         "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
         "seed": cfg.seed,
     }

@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fairrun"
 # package belongs to exactly one layer (a new module must be placed here).
 LAYERS = [
     # 0: the core (errors and their formatter, validation helpers, registries, devices, fingerprints, plain
-    #    config sections) and run directories (atomic checksummed files, locks)
-    {"core", "rundir", "evaluation.decision"},
+    #    config sections, a study's schema) and run directories (atomic checksummed files, locks)
+    {"core", "rundir", "evaluation.decision", "studies.spec"},
     # 1: measuring and reading data
     {"metrics", "data"},
     # 2: models, predictions and decision rules, cross-dataset evaluation, the data report, the console table
@@ -31,8 +31,8 @@ LAYERS = [
     {"training", "evaluation.trained"},
     # 7: evaluating a finished run again
     {"evaluation.rerun", "evaluation"},
-    # 8: sweeps and reports over many runs
-    {"sweep", "report"},
+    # 8: sweeps, reports over many runs, and studies (a sweep and its report as one command)
+    {"sweep", "report", "studies"},
     # 9: the commands
     {"cli", "commands", "__main__"},
 ]
