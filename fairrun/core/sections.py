@@ -6,14 +6,15 @@ into a RunConfig.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from omegaconf import DictConfig
 
 from fairrun.core.validation import require, require_choice
 
 AMP_MODES = ("off", "bf16", "fp16")
+IMBALANCE_SPLITS = ("train", "val", "test")  # the splits imbalance.splits may name
 DEVICES = ("auto", "cpu", "cuda")
 DATA_ON_DEVICE = ("auto", "true", "false")
 OPTIMIZERS = ("adam", "sgd")
@@ -56,13 +57,19 @@ class GpuConfig:
 
 @dataclass
 class ImbalanceConfig:
-    """Training-set imbalance (``imbalance.*``): ``ratio`` is the majority group's share (null = as is)."""
+    """Training-set imbalance (``imbalance.*``): ``ratio`` is the majority group's share (null = as is).
+
+    ``splits`` names the splits skewed alike: train only by default; val and test as
+    :func:`fairrun.data.imbalance.apply_imbalance_to_splits` says."""
 
     ratio: Optional[float] = None  # null = data as is; 1.0 = minority absent; 0.5 = balanced (two groups)
     majority: Optional[str] = None  # group name; null = the largest group of the training split
     size: Optional[int] = None  # training-set size; null = the largest achievable for the ratio
     # true: the target classes are equally frequent inside every group (the imbalance study)
     balance_target: bool = False
+    # splits skewed alike: [train] (default) | [train, test] | [train, val, test]; val, test: the largest
+    # subset achievable for the ratio (size applies to train only)
+    splits: List[str] = field(default_factory=lambda: ["train"])
 
 
 def validate_trainer(t: TrainerConfig) -> None:
@@ -97,6 +104,21 @@ def validate_imbalance(i: ImbalanceConfig) -> None:
                 "null (data as is) or a number in (0, 1]: the majority group's share of the training set")
     if i.size is not None:
         require(i.size >= 1, "imbalance.size", i.size, "null (largest achievable) or an integer >= 1")
+    validate_imbalance_splits(list(i.splits))
+
+
+def validate_imbalance_splits(splits: list) -> None:
+    """``imbalance.splits``: distinct names among train, val, test, and ``train`` among them.
+
+    ``train`` is required: ``ratio``, ``majority`` (default: the training split's largest group) and ``size``
+    describe the training set, and skewing only the evaluation splits would measure a model trained on one
+    population against another, an experiment the imbalance study never ran (its whole subset was skewed).
+    """
+    accepted = ("a list of distinct split names among train, val, test that includes train: [train] "
+                "(default), [train, test] or [train, val, test]")
+    require(all(isinstance(s, str) and s in IMBALANCE_SPLITS for s in splits), "imbalance.splits", splits,
+            accepted)
+    require(len(set(splits)) == len(splits) and "train" in splits, "imbalance.splits", splits, accepted)
 
 
 def normalise_amp(node: DictConfig) -> None:

@@ -27,19 +27,29 @@ are used (the others are counted in ``ImageTable.skipped``).
 Attributes: all 40, with value names ``[f"not_{A}", A]``, except ``Male`` whose values are
 ``["Female", "Male"]``; plus ``gender``, an alias of ``Male`` (same codes and names) so that a
 model trained on CelebA can be evaluated on UTKFace or FairFace with the same attribute name.
+
+Identities (optional): when ``identity_CelebA.txt`` (official release, 'Anno' folder; rows
+``000001.jpg 2880``: the image name and the person's identity number 1-10,177, one per line, no header)
+sits beside the attribute file, in either layout, the table gets one more column, ``identity``: codes
+into the identity numbers as strings (``attribute_values["identity"]``), -1 for an image the file does
+not list. It is metadata only (not an attribute a run can predict or protect; the decoded-image cache
+is keyed by the image paths, so it is unchanged). ``method=dp_fedavg method.partition=identity`` makes
+each person one client (:func:`with_identity`).
 """
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
+import torch
 
 from fairrun.core.validation import require
+from fairrun.data.base import LabeledSplit, SplitData
 from fairrun.data.groups import protected_list
 from fairrun.data.table import (GENDER_VALUES, ImageDatasetConfig, ImageTable, count_skipped, drop_missing_images,
                                 missing_files_error, resolve_root)
@@ -84,6 +94,9 @@ CELEBA_ATTRIBUTES = (
     "Wearing_Necktie", "Young",
 )
 GENDER_ALIAS = "gender"  # a copy of Male, named like UTKFace's and FairFace's gender attribute
+IDENTITY = "identity"  # the table column of each image's person (identity_CelebA.txt), when the file is there
+IDENTITY_FILE = "identity_CelebA.txt"  # official release, 'Anno': rows "000001.jpg 2880", no header
+IDENTITY_DATASETS = ("celeba",)  # the built-in datasets whose rows can carry an identity
 
 
 @dataclass
@@ -148,11 +161,14 @@ def read_table(cfg) -> ImageTable:
     attributes, split = join_partition(attributes, partition, skipped)
     image_ids = attributes.pop("image_id").astype(str).tolist()
     codes = code_attributes(attributes, image_ids, root / attr_file)
+    values = {name: attribute_value_names(name) for name in codes.columns}
+    if (root / IDENTITY_FILE).is_file():
+        codes[IDENTITY], values[IDENTITY] = identity_codes(image_ids, read_identities(root / IDENTITY_FILE))
     table = ImageTable(
         root=root,
         paths=[image_dir + image_id for image_id in image_ids],
         attributes=codes,
-        attribute_values={name: attribute_value_names(name) for name in codes.columns},
+        attribute_values=values,
         split=split,
         skipped=skipped,
         source=SOURCES[layout],
@@ -356,3 +372,89 @@ def code_attributes(values: pd.DataFrame, image_ids: list[str], path: Path) -> p
     if "Male" in codes.columns:
         codes[GENDER_ALIAS] = codes["Male"]
     return codes
+
+
+# -- identities (identity_CelebA.txt) -----------------------------------------------------------------
+
+def read_identities(path: Path) -> pd.Series:
+    """``identity_CelebA.txt`` (rows ``000001.jpg 2880``, no header) as a Series image_id -> identity number.
+
+    Raises FairrunError naming the file when a row is not an image name followed by one integer, or when an
+    image is listed twice with different identities.
+    """
+    frame = parse_table(path, dict(sep=r"\s+", header=None, dtype={0: str}))
+    if frame.shape[1] != 2 or not pd.api.types.is_integer_dtype(frame[1]):
+        raise FairrunError(f"Cannot parse {path}: expected rows '000001.jpg 2880' (the image name and its "
+                           f"integer identity number, no header), as in CelebA's {IDENTITY_FILE}.")
+    if frame[0].duplicated().any():  # a repeated row is harmless; a second identity number is not
+        frame = frame.drop_duplicates()
+        if frame[0].duplicated().any():
+            image = frame[0][frame[0].duplicated()].iloc[0]
+            raise FairrunError(f"{path} lists {image} with more than one identity number.")
+    return pd.Series(frame[1].to_numpy(dtype=np.int64), index=frame[0].to_numpy())
+
+
+def identity_codes(image_ids: list[str], identities: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Per image, the code of its identity number among the sorted numbers present (-1 if unlisted), and
+    those numbers as strings (the column's value names)."""
+    numbers = identities.reindex(image_ids).to_numpy(dtype=np.float64)
+    listed = ~np.isnan(numbers)
+    names = np.unique(numbers[listed]).astype(np.int64)
+    codes = np.full(len(image_ids), -1, dtype=np.int64)
+    codes[listed] = np.searchsorted(names, numbers[listed].astype(np.int64))
+    if not listed.all():
+        log.warning("%s lists no identity for %d of %d images", IDENTITY_FILE, int((~listed).sum()),
+                    len(listed))
+    return codes, [str(n) for n in names]
+
+
+@dataclass
+class IdentifiedSplit(LabeledSplit):
+    """A :class:`LabeledSplit` whose rows also carry their person: ``identity`` (int64 (N,), codes of the
+    identity numbers, -1 for none). :meth:`subset` (imbalance sampling) keeps it aligned with the rows, and
+    ``dataclasses.replace`` (moving to memory or the device) keeps it."""
+
+    identity: Optional[torch.Tensor] = None
+
+    def subset(self, index: torch.Tensor) -> "IdentifiedSplit":
+        return replace(super().subset(index), identity=self.identity[index])
+
+
+def identity_file_locations(cfg) -> str:
+    """Where ``identity_CelebA.txt`` is looked for, in words (for error messages)."""
+    return (f"{IDENTITY_FILE} beside list_attr_celeba.txt (or list_attr_celeba.csv), in dataset.root="
+            f"{getattr(cfg, 'root', None)} or its {SUBFOLDER}/ sub-folder")
+
+
+def require_identities(cfg, key: str = "method.partition=identity") -> None:
+    """Raise ConfigError unless dataset ``cfg`` can give every image its person, before any image is decoded:
+    ``dataset=celeba`` with :data:`IDENTITY_FILE` in the CelebA folder (:func:`locate`)."""
+    accepted = (f"Datasets with identities: {', '.join(IDENTITY_DATASETS)} (the file "
+                f"{identity_file_locations(cfg)}; rows '000001.jpg 2880': image name and identity number).")
+    if cfg.name not in IDENTITY_DATASETS:
+        raise ConfigError(f"{key} needs each image's person, and dataset={cfg.name} has no identities. "
+                          f"{accepted}")
+    folder, _ = locate(resolve_root(cfg, "CelebA", OBTAIN), getattr(cfg, "layout", "auto"))
+    if not (folder / IDENTITY_FILE).is_file():
+        raise ConfigError(f"{key} needs {folder / IDENTITY_FILE}, which does not exist. Download it from "
+                          f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive folder 'Anno') "
+                          f"into {folder}, beside the attribute file. {accepted}")
+
+
+def with_identity(split: LabeledSplit, raw: SplitData) -> IdentifiedSplit:
+    """``split`` with each row's identity code from its raw split's ``identity`` column (same rows and order).
+
+    Raises ConfigError when the raw split has no identities or some rows lack one (an image that
+    identity_CelebA.txt does not list cannot be given to a client).
+    """
+    if IDENTITY not in raw.attributes.columns:
+        raise ConfigError(f"The {split.name} split has no identities. Datasets with identities: "
+                          f"{', '.join(IDENTITY_DATASETS)} (with {IDENTITY_FILE}).")
+    identity = torch.from_numpy(raw.attributes[IDENTITY].to_numpy(dtype=np.int64, copy=True))
+    missing = int((identity < 0).sum())
+    if missing:
+        raise ConfigError(f"{missing} of {len(identity)} images of the {split.name} split are not listed in "
+                          f"{IDENTITY_FILE}, so they belong to no person. Use the complete file, or a subset "
+                          f"of images that it lists.")
+    fields = {name: getattr(split, name) for name in LabeledSplit.__dataclass_fields__}
+    return IdentifiedSplit(**fields, identity=identity)

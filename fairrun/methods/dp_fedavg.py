@@ -38,8 +38,11 @@ class DPFedAvgConfig:
     accountant)."""
 
     name: str = "dp_fedavg"
-    num_clients: int = 1000  # W: the training set is split once into this many clients
-    partition: str = "iid"  # iid: equal random parts | group: one protected group per client (clients in
+    # W: the training set is split once into this many clients; null with partition=identity (W = the people)
+    num_clients: Optional[int] = 1000
+    # iid: equal random parts | group: one protected group per client | dirichlet | identity: one client per
+    # person (CelebA's identity_CelebA.txt; num_clients must be null)
+    partition: str = "iid"
     # partition=dirichlet: skew the clients' label (train.y) | group (train.g) mix
     dirichlet_over: str = "label"
     alpha: float = 0.5  # Dirichlet concentration, > 0 (small = each client holds few classes; 100 = near iid)
@@ -63,8 +66,14 @@ class DPFedAvgConfig:
     accountant: str = "rdp"  # Opacus accountant: rdp | prv | gdp
 
     def validate(self) -> None:
-        require(self.num_clients >= 1, "method.num_clients", self.num_clients, "an integer >= 1")
         require_choice("method.partition", self.partition, PARTITIONS)
+        if self.partition == "identity":
+            require(self.num_clients is None, "method.num_clients", self.num_clients,
+                    "null with method.partition=identity (one client per person: W is the number of distinct "
+                    "identities in the training set; pass method.num_clients=null)")
+        else:
+            require(self.num_clients is not None and self.num_clients >= 1, "method.num_clients",
+                    self.num_clients, "an integer >= 1 (null only with method.partition=identity)")
         require_choice("method.dirichlet_over", self.dirichlet_over, DIRICHLET_OVER)
         require(math.isfinite(self.alpha) and self.alpha > 0, "method.alpha", self.alpha,
                 "a number > 0 (the Dirichlet concentration; small = skewed clients)")
@@ -100,7 +109,9 @@ class DPFedAvg(Method):
     their sizes; ``dirichlet``: for every class k of ``dirichlet_over`` (label or group),
     ``p_k ~ Dir(alpha 1_W)`` and class k's rows are divided among the clients by ``p_k``, as in Hsu, Qi &
     Brown 2019, "Measuring the effects of non-identical data distribution for federated visual
-    classification"). Then, for every round ``t = 1..T`` (``T = rounds``):
+    classification"; ``identity``: every client is one person, CelebA's identity_CelebA.txt, and ``W`` is
+    the number of distinct people in the (imbalance-sampled) training set, ``num_clients`` null). Then, for
+    every round ``t = 1..T`` (``T = rounds``):
 
     1. every client is selected independently with probability ``q = client_rate`` (Poisson sampling of
        users);
@@ -136,7 +147,10 @@ class DPFedAvg(Method):
         self.clients: list[torch.Tensor] = []
         self.rounds_done = 0
         self.noise_multiplier = cfg.noise_multiplier if cfg.private else None
-        self.delta = cfg.delta if cfg.delta is not None else default_delta(cfg.num_clients)
+        self.num_clients = cfg.num_clients  # W; partition=identity: the number of people, known in wrap()
+        self.delta = cfg.delta
+        if cfg.delta is None and cfg.num_clients is not None:
+            self.delta = default_delta(cfg.num_clients)
         self.accountant = make_accountant(cfg.accountant)
         self.epoch = 0
         self._client_model: Optional[nn.Module] = None
@@ -154,10 +168,15 @@ class DPFedAvg(Method):
         cfg = self.cfg
         self.plan, self.model = plan, model
         train = plan.train
-        self.clients = make_partition(train.y, train.g, train.num_classes, train.num_groups, cfg, plan.seed)
+        self.clients = make_partition(train.y, train.g, train.num_classes, train.num_groups, cfg, plan.seed,
+                                      identity=getattr(train, "identity", None))
+        self.num_clients = len(self.clients)  # cfg.num_clients, or the number of people (partition=identity)
+        if cfg.delta is None:
+            self.delta = default_delta(self.num_clients)
         over = f" over {cfg.dirichlet_over}, alpha={cfg.alpha:g}" if cfg.partition == "dirichlet" else ""
+        over += ": one client per person, W = the distinct identities" if cfg.partition == "identity" else ""
         log.info("dp_fedavg: %d training rows split into %d clients (partition=%s%s, seed %d); rows per "
-                 "client:\n%s", len(train), cfg.num_clients, cfg.partition, over, plan.seed,
+                 "client:\n%s", len(train), self.num_clients, cfg.partition, over, plan.seed,
                  partition_table(self.clients, train.g, list(train.group_names)).to_string())
         log.info("dp_fedavg: trainer.optimizer, trainer.lr and trainer.epochs are not used: clients run "
                  "plain SGD at method.client_lr=%g for %d local epoch(s), the server SGD(lr=%g, "
@@ -176,8 +195,8 @@ class DPFedAvg(Method):
             log.info("dp_fedavg: user-level DP, clip S=%g, noise multiplier σ=%.4g (noise std %.4g on the "
                      "average update), q=%g (%.1f clients per round expected), δ=%g: ε=%.4g after the %d "
                      "planned rounds (%s accountant)", cfg.clip, self.noise_multiplier,
-                     self.noise_multiplier * cfg.clip / (cfg.client_rate * cfg.num_clients), cfg.client_rate,
-                     cfg.client_rate * cfg.num_clients, self.delta, planned, cfg.rounds, cfg.accountant)
+                     self.noise_multiplier * cfg.clip / (cfg.client_rate * self.num_clients), cfg.client_rate,
+                     cfg.client_rate * self.num_clients, self.delta, planned, cfg.rounds, cfg.accountant)
             if self.noise_multiplier == 0:
                 log.warning("dp_fedavg: method.noise_multiplier=0: updates are clipped but not noised, so "
                             "the run has no privacy guarantee (ε = inf)")
@@ -198,7 +217,7 @@ class DPFedAvg(Method):
     def sampled_clients(self, t: int) -> np.ndarray:
         """The clients of round ``t``: each independently with probability q (seeded by (seed, t))."""
         rng = np.random.default_rng([self.plan.seed, _SAMPLING, t])
-        return np.flatnonzero(rng.random(self.cfg.num_clients) < self.cfg.client_rate)
+        return np.flatnonzero(rng.random(self.num_clients) < self.cfg.client_rate)
 
     def client_model(self) -> nn.Module:
         """The one model every client trains in turn (a copy of the global model, made once)."""
@@ -232,7 +251,7 @@ class DPFedAvg(Method):
         seen = 0
         # augmentation draws: batch_generator(seed, t * W + k, batch number within the client's round)
         for batch in batches_of(plan.train, chunks, plan.device, plan.channels_last, plan.augmentation,
-                                plan.seed, t * cfg.num_clients + k, first_batch=0):
+                                plan.seed, t * self.num_clients + k, first_batch=0):
             self._client_optimizer.zero_grad(set_to_none=True)
             outputs = self.forward(model, batch.x)
             loss = self.per_sample_loss(outputs, batch).mean()
@@ -274,7 +293,7 @@ class DPFedAvg(Method):
                     self._sum.add_(self._work, alpha=float(n_k))
                     data_weight += n_k
         if cfg.private:
-            scale = cfg.client_rate * cfg.num_clients
+            scale = cfg.client_rate * self.num_clients
             update = self._sum.div_(scale)
             std = self.noise_multiplier * cfg.clip / scale
             if std > 0:
@@ -336,7 +355,7 @@ class DPFedAvg(Method):
             nan = float("nan")
             columns = {"epsilon": nan, "delta": nan, "noise_multiplier": nan, "max_grad_norm": nan,
                        "dp_sample_rate": cfg.client_rate, "dp_steps": self.rounds_done, "dp_accountant": None}
-        columns.update(fl_num_clients=cfg.num_clients, fl_partition=cfg.partition, fl_private=cfg.private,
+        columns.update(fl_num_clients=self.num_clients, fl_partition=cfg.partition, fl_private=cfg.private,
                        fl_rounds=cfg.rounds, fl_local_epochs=cfg.local_epochs)
         return columns
 

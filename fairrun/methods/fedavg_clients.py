@@ -3,14 +3,18 @@
 Rows: the training set split once into ``num_clients`` parts (:func:`make_partition`).
 
 ``partition``: ``iid`` (equal random parts), ``group`` (every client holds one protected group; clients
-allotted to groups in proportion to their sizes) or ``dirichlet`` (for every class k of ``dirichlet_over``,
+allotted to groups in proportion to their sizes), ``dirichlet`` (for every class k of ``dirichlet_over``,
 ``p_k ~ Dir(alpha 1_W)`` and class k's rows are divided among the clients by ``p_k``, as in Hsu, Qi & Brown
-2019). Seeded and deterministic: a function of (seed, the partition's stream tag) only.
+2019) or ``identity`` (one client per person of the training rows, CelebA's identity_CelebA.txt: W is the
+number of distinct people, ``num_clients`` must be null). Seeded and deterministic: a function of (seed, the
+partition's stream tag) only (``identity`` draws nothing).
 
 Weights: the global model's trainable parameters as one flat vector, copied into the client model and back
 (:func:`flatten_into`, :func:`unflatten_from`); frozen parameters and buffers are copied, never averaged.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -19,7 +23,7 @@ from torch import nn
 
 from fairrun.core.errors import ConfigError
 
-PARTITIONS = ("iid", "group", "dirichlet")
+PARTITIONS = ("iid", "group", "dirichlet", "identity")
 DIRICHLET_OVER = ("label", "group")
 PARTITION_STREAM = 0xFED0  # the partition's random stream (dp_fedavg's other draws use 0xFED1-0xFED4)
 
@@ -75,12 +79,34 @@ def split_dirichlet(labels: np.ndarray, num_classes: int, num_clients: int, alph
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
+def split_by_identity(identity: np.ndarray) -> list[np.ndarray]:
+    """One client per distinct identity code, in increasing code order, holding that person's rows in order.
+
+    Raises ConfigError if a row has no identity (code < 0)."""
+    if (identity < 0).any():
+        raise ConfigError(f"method.partition=identity: {int((identity < 0).sum())} training rows have no "
+                          f"identity, so they belong to no client. Use a dataset whose every image is listed "
+                          f"in its identity file (CelebA: identity_CelebA.txt).")
+    order = np.argsort(identity, kind="stable")
+    _, starts = np.unique(identity[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
 def make_partition(y: torch.Tensor, g: torch.Tensor, num_classes: int, num_groups: int, cfg,
-                   seed: int) -> list[torch.Tensor]:
-    """The clients' row indices (int64 tensors on the CPU) for ``cfg.partition``; seeded, deterministic."""
+                   seed: int, identity: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """The clients' row indices (int64 tensors on the CPU) for ``cfg.partition``; seeded, deterministic.
+
+    ``identity``: each row's person (int64 codes), needed by ``partition=identity`` only (one client per
+    person: :func:`split_by_identity`; the number of clients is then the number of distinct people)."""
     rng = np.random.default_rng([seed, PARTITION_STREAM])
     y, g = y.cpu().numpy(), g.cpu().numpy()
-    if cfg.partition == "iid":
+    if cfg.partition == "identity":
+        if identity is None:
+            raise ConfigError("method.partition=identity needs each training row's person, and this training "
+                              "split has none. Datasets with identities: celeba (identity_CelebA.txt beside "
+                              "list_attr_celeba.txt).")
+        clients = split_by_identity(identity.cpu().numpy())
+    elif cfg.partition == "iid":
         clients = split_iid(len(y), cfg.num_clients, rng)
     elif cfg.partition == "group":
         clients = split_by_group(g, num_groups, cfg.num_clients, rng)

@@ -1,12 +1,12 @@
 """A tiny CelebA on disk, in the exact file formats of the official release or of the Kaggle copy.
 
-``make_celeba(root, n, layout, seed)`` writes ``n`` real JPEG images and the attribute and partition
-files; ``make_torchvision_celeba(root, ...)`` writes the same under ``root/celeba/``, where
-torchvision's ``CelebA(root)`` keeps it (with the identity, bbox and landmark files of the official
-release too). Attributes are random except that, within every split, the four Smiling x Male combinations
-are as balanced as possible (so both values of each occur everywhere). The pictures depend weakly
-on them so a classifier can learn something: a bright mouth-like bar for Smiling and a darker
-background for Male, on top of noise.
+``make_celeba(root, n, layout, seed)`` writes ``n`` real JPEG images, the attribute and partition
+files and (official layout, by default) ``identity_CelebA.txt``; ``make_torchvision_celeba(root, ...)``
+writes the same under ``root/celeba/``, where torchvision's ``CelebA(root)`` keeps it (with the bbox and
+landmark files of the official release too). Attributes are random except that, within every split, the
+four Smiling x Male combinations are as balanced as possible (so both values of each occur everywhere).
+The pictures depend weakly on them so a classifier can learn something: a bright mouth-like bar for
+Smiling and a darker background for Male, on top of noise.
 """
 from __future__ import annotations
 
@@ -23,11 +23,15 @@ MALE = CELEBA_ATTRIBUTES.index("Male")
 
 
 def make_celeba(root: Path, n: int = 60, layout: str = "official", seed: int = 0,
-                image_size: tuple[int, int] = (178, 218)) -> Path:
+                image_size: tuple[int, int] = (178, 218), identities: bool | None = None,
+                per_person: int = 3) -> Path:
     """Write a CelebA of ``n`` images under ``root`` ("official" or "kaggle" layout); return ``root``.
 
     The same ``seed`` gives the same images, attributes and partition in both layouts.
-    ``image_size`` is (width, height), 178x218 as in img_align_celeba.
+    ``image_size`` is (width, height), 178x218 as in img_align_celeba. ``identities`` (default: official
+    layout only, as the Kaggle copy has no identity file): also write ``identity_CelebA.txt``
+    (:func:`identities_of`, about ``per_person`` images per person), drawn from its own random stream so
+    that the images, attributes and partition do not depend on it.
     """
     if layout not in ("official", "kaggle"):
         raise ValueError(f"layout must be 'official' or 'kaggle', not {layout!r}")
@@ -44,7 +48,30 @@ def make_celeba(root: Path, n: int = 60, layout: str = "official", seed: int = 0
         write_official_annotations(root, names, values, partition)
     else:
         write_kaggle_annotations(root, names, values, partition)
+    if layout == "official" if identities is None else identities:
+        write_identities(root, names, identities_of(partition, per_person, seed))
     return root
+
+
+def identities_of(partition: np.ndarray, per_person: int = 3, seed: int = 0) -> np.ndarray:
+    """An identity number (1, 2, ...) per image: every split gets its own people (as in CelebA, whose
+    partition never shares a person between splits), ``ceil(rows / per_person)`` of them, every one with at
+    least one image and the rows assigned at random (seeded by ``(seed, 0x1D)``)."""
+    rng = np.random.default_rng([seed, 0x1D])
+    out = np.zeros(len(partition), dtype=np.int64)
+    first = 1
+    for code in (0, 1, 2):
+        rows = np.flatnonzero(partition == code)
+        people = max(1, -(-len(rows) // per_person))
+        out[rows] = first + rng.permutation(np.arange(len(rows)) % people)
+        first += people
+    return out
+
+
+def write_identities(root: Path, names: list[str], identities: np.ndarray) -> None:
+    """``identity_CelebA.txt`` as published: rows ``000001.jpg 2880`` (image name, space, identity number),
+    one per image, no header."""
+    (root / "identity_CelebA.txt").write_text("".join(f"{n} {i}\n" for n, i in zip(names, identities)))
 
 
 def contiguous_partition(n: int) -> np.ndarray:
@@ -117,8 +144,8 @@ def make_torchvision_celeba(root: Path, n: int = 60, layout: str = "official", s
                             image_size: tuple[int, int] = (178, 218)) -> Path:
     """``make_celeba`` in ``root/celeba/`` (torchvision's ``CelebA(root)`` layout); return ``root``.
 
-    The official layout also gets torchvision's other three annotation files (identity_CelebA.txt,
-    list_bbox_celeba.txt, list_landmarks_align_celeba.txt) in their published formats.
+    The official layout also gets torchvision's other three annotation files (identity_CelebA.txt, written
+    by :func:`make_celeba`, list_bbox_celeba.txt, list_landmarks_align_celeba.txt) in their published formats.
     """
     folder = make_celeba(Path(root) / "celeba", n=n, layout=layout, seed=seed, image_size=image_size)
     if layout == "official":
@@ -128,13 +155,12 @@ def make_torchvision_celeba(root: Path, n: int = 60, layout: str = "official", s
 
 
 def write_other_official_annotations(root: Path, names: list[str], rng: np.random.Generator) -> None:
-    """identity_CelebA.txt (``000001.jpg 2880``), list_bbox_celeba.txt and list_landmarks_align_celeba.txt.
+    """list_bbox_celeba.txt and list_landmarks_align_celeba.txt (identity_CelebA.txt: :func:`make_celeba`).
 
-    The last two start with the count and the column names, like list_attr_celeba.txt. fairrun
-    reads none of them; they make the folder look like the real release.
+    Both start with the count and the column names, like list_attr_celeba.txt. fairrun reads neither;
+    they make the folder look like the real release.
     """
-    identities = rng.integers(1, 10178, size=len(names))
-    (root / "identity_CelebA.txt").write_text("".join(f"{n} {i}\n" for n, i in zip(names, identities)))
+    rng.integers(1, 10178, size=len(names))  # the identities' draws once made here: the rest stays unchanged
     boxes = [str(len(names)), "image_id x_1 y_1 width height"]
     boxes += [f"{n:<10}{x:>6}{y:>6}{w:>6}{h:>6}" for n, (x, y, w, h) in
               zip(names, rng.integers(50, 500, size=(len(names), 4)))]

@@ -36,10 +36,10 @@ def test_official_layout_rows_attributes_and_splits(tmp_path):
     assert len(table) == 60 and table.skipped == {}
     assert table.paths[0] == "img_align_celeba/000001.jpg"
     assert all((table.root / p).is_file() for p in table.paths)
-    assert list(table.attributes.columns) == [*CELEBA_ATTRIBUTES, "gender"]
+    assert list(table.attributes.columns) == [*CELEBA_ATTRIBUTES, "gender", "identity"]
     assert isinstance(table.attributes.index, pd.RangeIndex)
     assert all(dtype == np.int64 for dtype in table.attributes.dtypes)
-    assert table.attributes.isin([0, 1]).all().all()
+    assert table.attributes.drop(columns="identity").isin([0, 1]).all().all()
     assert (table.attributes["gender"] == table.attributes["Male"]).all()
     assert list(table.split) == ["train"] * 36 + ["val"] * 12 + ["test"] * 12
     for split in ("train", "val", "test"):
@@ -48,7 +48,7 @@ def test_official_layout_rows_attributes_and_splits(tmp_path):
 
 
 def test_attribute_value_names(tmp_path):
-    values = read(make_celeba(tmp_path, n=20)).attribute_values
+    values = read(make_celeba(tmp_path, n=20, identities=False)).attribute_values
     assert values["Male"] == ["Female", "Male"]
     assert values["gender"] == ["Female", "Male"]
     assert values["Smiling"] == ["not_Smiling", "Smiling"]
@@ -70,7 +70,7 @@ def test_real_first_row_is_coded_exactly(tmp_path, newline):
 
 
 def test_kaggle_layout_parses_like_the_official_one(tmp_path):
-    official = read(make_celeba(tmp_path / "official", n=40, seed=3))
+    official = read(make_celeba(tmp_path / "official", n=40, seed=3, identities=False))
     kaggle = read(make_celeba(tmp_path / "kaggle", n=40, layout="kaggle", seed=3))
     assert kaggle.source == "CelebA (Kaggle layout)"
     assert kaggle.paths[0] == "img_align_celeba/img_align_celeba/000001.jpg"
@@ -328,3 +328,113 @@ def test_dataset_celeba_composes_to_its_schema_defaults():
     node = compose_train(["dataset=celeba"]).dataset  # conf/dataset has no celeba.yaml: the schema is the option
     assert OmegaConf.to_object(node) == CelebAConfig()
     assert node.crop == "center" and node.crop_size == 178 and node.root is None
+
+
+# -- identities (identity_CelebA.txt) ----------------------------------------------------------------
+
+def identities_in_file(path: Path) -> dict[str, int]:
+    """The file read independently of fairrun: image name -> identity number."""
+    return {name: int(number) for name, number in (line.split() for line in path.read_text().splitlines())}
+
+
+def test_identity_file_is_written_in_the_official_format_and_read_per_row(tmp_path):
+    root = make_celeba(tmp_path, n=60, seed=2)
+    lines = (root / "identity_CelebA.txt").read_text().splitlines()
+    assert len(lines) == 60 and lines[0].split()[0] == "000001.jpg"
+    assert all(len(line.split()) == 2 and line.split()[1].isdigit() for line in lines)
+    table = read(root)
+    numbers = identities_in_file(root / "identity_CelebA.txt")
+    names = table.attribute_values["identity"]
+    decoded = [int(names[code]) for code in table.attributes["identity"]]
+    assert decoded == [numbers[Path(p).name] for p in table.paths]
+    # every split has its own people (as in CelebA's partition), about three images each
+    people = {split: {d for d, s in zip(decoded, table.split) if s == split}
+              for split in ("train", "val", "test")}
+    assert not (people["train"] & people["val"]) and not (people["train"] & people["test"])
+    assert len(people["train"]) == 12
+    # the images, attributes and partition do not depend on whether the identity file is written
+    plain = read(make_celeba(tmp_path / "plain", n=60, seed=2, identities=False))
+    pd.testing.assert_frame_equal(plain.attributes, table.attributes.drop(columns="identity"))
+    assert "identity" not in plain.attributes
+
+
+def test_identity_file_beside_the_kaggle_files_and_unlisted_images(tmp_path, caplog):
+    root = make_celeba(tmp_path, n=40, layout="kaggle", seed=1, identities=True)
+    text = (root / "identity_CelebA.txt").read_text().splitlines()
+    (root / "identity_CelebA.txt").write_text("\n".join(text[:-2]) + "\n")  # the last two images unlisted
+    with caplog.at_level(logging.WARNING):
+        table = read(root)
+    assert table.attributes["identity"].tolist()[-2:] == [-1, -1]
+    assert (table.attributes["identity"].iloc[:-2] >= 0).all()
+    assert "lists no identity for 2 of 40 images" in caplog.text
+
+
+def test_bad_identity_files_are_named(tmp_path):
+    root = make_celeba(tmp_path, n=20)
+    path = root / "identity_CelebA.txt"
+    path.write_text("000001.jpg 12 7\n000002.jpg 13 1\n")
+    with pytest.raises(FairrunError, match="identity_CelebA.txt.*'000001.jpg 2880'"):
+        read(root)
+    path.write_text("000001.jpg twelve\n")
+    with pytest.raises(FairrunError, match="integer identity number"):
+        read(root)
+    path.write_text("000001.jpg 12\n000001.jpg 13\n")
+    with pytest.raises(FairrunError, match="000001.jpg with more than one identity"):
+        read(root)
+
+
+def test_identities_leave_the_cache_key_unchanged(tmp_path):
+    prep = Preprocessing(16, "center", 178)
+    root = make_celeba(tmp_path, n=20, seed=4)
+    with_ids = read(root)
+    (root / "identity_CelebA.txt").unlink()
+    assert cache_key("celeba", with_ids, prep) == cache_key("celeba", read(root), prep)
+
+
+def test_identified_split_keeps_rows_and_identities_aligned(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from fairrun.data.celeba import IdentifiedSplit, with_identity
+    from fairrun.data.groups import label_split
+    from fairrun.data.imbalance import apply_imbalance
+    from fairrun.data.registry import read_splits, validate_dataset_section
+    from fairrun.core.sections import ImbalanceConfig
+    from tests.conftest import compose_train
+
+    monkeypatch.setenv("FAIRRUN_CACHE", str(tmp_path / "cache"))
+    root = make_celeba(tmp_path / "data", n=60, seed=0)
+    cfg = validate_dataset_section(compose_train(["dataset=celeba", f"dataset.root={root}",
+                                                  "dataset.image_size=16"]).dataset)
+    raw = read_splits(cfg, workers=1)
+    train = with_identity(label_split("train", raw["train"], "Smiling", "Male"), raw["train"])
+    assert isinstance(train, IdentifiedSplit) and len(train.identity) == len(train) == 36
+    numbers = identities_in_file(root / "identity_CelebA.txt")
+    names = raw["train"].attribute_values["identity"]
+    expected = [numbers[f"{i:06d}.jpg"] for i in range(1, 37)]  # the training rows are images 1-36
+    assert [int(names[c]) for c in train.identity] == expected
+    probe = dataclasses.replace(train, images=torch.arange(36).view(36, 1, 1, 1))  # images = row numbers
+    skewed = apply_imbalance(probe, ImbalanceConfig(ratio=0.8), seed=0)
+    kept = skewed.images.flatten()
+    assert isinstance(skewed, IdentifiedSplit) and len(skewed) < len(train)
+    assert torch.equal(skewed.identity, train.identity[kept]) and torch.equal(skewed.g, train.g[kept])
+    moved = dataclasses.replace(skewed, weights=None)
+    assert isinstance(moved, IdentifiedSplit) and torch.equal(moved.identity, skewed.identity)
+
+
+def test_identities_are_required_only_where_they_exist(tmp_path):
+    from fairrun.data.celeba import require_identities
+    from fairrun.data.registry import SyntheticDatasetConfig
+
+    with pytest.raises(ConfigError) as err:
+        require_identities(SyntheticDatasetConfig())
+    message = str(err.value)
+    assert "dataset=synthetic has no identities" in message and "celeba" in message
+    assert "identity_CelebA.txt beside list_attr_celeba.txt" in message
+    root = make_celeba(tmp_path, n=20)
+    require_identities(CelebAConfig(root=str(root)))
+    (root / "identity_CelebA.txt").unlink()
+    expected = f"needs {root.resolve() / 'identity_CelebA.txt'}, which does not exist"
+    with pytest.raises(ConfigError, match=expected):
+        require_identities(CelebAConfig(root=str(root)))
