@@ -18,6 +18,7 @@ from fairrun.core.environment import differences, environment, results_columns
 from fairrun.report.console import print_results
 from fairrun.evaluation.trained import load_trained
 from fairrun.training.checks import check_same_config
+from fairrun.training.init_from import resolve_source
 from fairrun.training.loop import Trainer
 from fairrun.training.signals import StopFlag
 
@@ -61,6 +62,8 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
         check_same_config(cfg, run_dir)
     elif cfg.resume and (run_dir / rundir.LAST).is_file() and (run_dir / rundir.RUN_CONFIG).is_file():
         check_same_config(cfg, run_dir, "an unfinished run (checkpoints/last.pt)")
+    resuming = cfg.resume and (run_dir / rundir.LAST).is_file()  # a resumed run continues from last.pt
+    init = None if finished or resuming else resolve_source(cfg, run_dir)  # init_from: checked before data
     # accepted: from here on this launch writes into run_dir
     (run_dir / "error.txt").unlink(missing_ok=True)  # a failure of an earlier attempt of this run
     rundir.remove_orphaned_temporaries(run_dir)
@@ -77,7 +80,7 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
             path = run_dir / stale
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             rundir.checksum_path(path).unlink(missing_ok=True)
-    trainer = Trainer(cfg, run_dir, runs=SubRuns())
+    trainer = Trainer(cfg, run_dir, runs=SubRuns(), init=init)
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)
     counts = trainer.train_raw.counts()
