@@ -32,7 +32,7 @@ from fairrun.core.validation import require, typed_section
 # still match. trainer.precise_bn's default (200) changed the behaviour: an earlier unfinished run resumes only
 # with trainer.precise_bn=0, which is what it was trained with.
 KEYS_ADDED_LATER = {("trainer", "select"): "accuracy", ("trainer", "patience"): None,
-                    ("trainer", "precise_bn"): 0}
+                    ("trainer", "precise_bn"): 0, ("imbalance", "splits"): ["train"]}
 
 
 @dataclass

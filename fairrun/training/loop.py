@@ -19,8 +19,10 @@ from fairrun import rundir
 from fairrun.config import RunConfig
 from fairrun.data.batches import (Augmentation, epoch_order, fits_on_device, load_into_memory, move_to_device,
                                   train_batches)
-from fairrun.data.imbalance import apply_imbalance
-from fairrun.data.registry import load_dataset
+from fairrun.data.celeba import require_identities, with_identity
+from fairrun.data.groups import label_split
+from fairrun.data.imbalance import apply_imbalance_to_splits
+from fairrun.data.registry import SPLITS, read_splits
 from fairrun.core.devices import resolve_device, seed_everything
 from fairrun.core.errors import ConfigError, Interrupted, NonFiniteLoss
 from fairrun.evaluation.predictions import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
@@ -29,6 +31,7 @@ from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.metrics import registry
 from fairrun.models import build_model
 from fairrun.training.checks import model_io, require_every_cell_trained, require_select_metric
+from fairrun.training.init_from import initialise
 from fairrun.training.optimizers import build_optimizer, build_scheduler
 from fairrun.training.precise_bn import recompute_batchnorm_statistics
 from fairrun.training.results import PRIVACY_COLUMNS, run_metadata, selection_columns
@@ -72,16 +75,23 @@ class LoopState:
 class Trainer:
     """Holds one run's objects; :meth:`fit` trains, :meth:`finish` evaluates and writes results."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, runs=None):
+    def __init__(self, cfg: RunConfig, run_dir: Path, runs=None, init=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.environment_columns: dict = {}  # results columns env_* (fairrun.core.environment.results_columns)
         require_select_metric(cfg.trainer)
         self.device = resolve_device(cfg.gpu)
         seed_everything(cfg.seed)
-        splits = load_dataset(cfg.dataset, workers=cfg.gpu.num_workers)
-        self.val, self.test = splits["val"], splits["test"]
-        self.train_raw = apply_imbalance(splits["train"], cfg.imbalance, cfg.seed)
+        by_person = cfg.method.name == "dp_fedavg" and cfg.method.partition == "identity"  # client = person
+        if by_person:
+            require_identities(cfg.dataset)  # before any image is decoded
+        raw = read_splits(cfg.dataset, workers=cfg.gpu.num_workers)
+        splits = {name: label_split(name, raw[name], cfg.dataset.target, cfg.dataset.protected)
+                  for name in SPLITS}
+        if by_person:
+            splits["train"] = with_identity(splits["train"], raw["train"])
+        splits = apply_imbalance_to_splits(splits, cfg.imbalance, cfg.seed)  # the splits in imbalance.splits
+        self.val, self.test, self.train_raw = splits["val"], splits["test"], splits["train"]
         require_every_cell_trained(self.train_raw, cfg)
         self.method = build_method(cfg.method, num_classes=self.train_raw.num_classes,
                                    num_groups=self.train_raw.num_groups)
@@ -93,6 +103,8 @@ class Trainer:
         channels, size = self.train.images.shape[1], self.train.images.shape[-1]
         model = build_model(cfg.model, channels, size, self.train.num_classes)
         self.model = self.method.adapt_model(model).to(self.device)
+        if init is not None:  # init_from: a finished run's best.pt weights (fairrun.training.init_from)
+            initialise(self.model, init, self.train.class_names)
         self.channels_last = cfg.gpu.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -18,7 +18,11 @@ PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multip
 
 def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
     """The columns that identify a run in results.pkl (sweep coordinates). ``arm``: the arm's name (``arm=NAME``,
-    conf/arm/), else the method's name, so that a report grouped by arm also groups runs launched without one."""
+    conf/arm/), else the method's name, so that a report grouped by arm also groups runs launched without one.
+    ``imbalance_splits``: the splits that ``imbalance`` skewed (:func:`fairrun.data.imbalance.skewed_splits`),
+    joined with ``+``, or ``none``."""
+    from fairrun.data.imbalance import skewed_splits
+
     protected = cfg.dataset.protected
     return {
         "run_dir": str(run_dir),
@@ -30,7 +34,10 @@ def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
         "method": cfg.method.name,
         "arm": cfg.arm if cfg.arm is not None else cfg.method.name,
         "imbalance_ratio": float("nan") if cfg.imbalance.ratio is None else float(cfg.imbalance.ratio),
+        # the splits imbalance sampling changed, joined with + ("train", "train+val+test"); "none" when unset
+        "imbalance_splits": "+".join(skewed_splits(cfg.imbalance)) or "none",
         "seed": cfg.seed,
+        "init_from": None if cfg.init_from is None else str(Path(cfg.init_from).expanduser().resolve()),
     }
 
 
