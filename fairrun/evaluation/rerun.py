@@ -13,6 +13,7 @@ from fairrun.core.environment import environment, results_columns
 from fairrun.config import load_run_config
 from fairrun.core.sections import GpuConfig
 from fairrun.core.validation import typed_section
+from fairrun.data.imbalance import apply_imbalance_to_splits
 from fairrun.data.registry import load_dataset
 from fairrun.core.errors import FairrunError
 from fairrun.rundir.lock import hold
@@ -105,6 +106,10 @@ def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None)
                               batch_size, device, amp, gpu.num_workers, threshold=best.get("threshold"),
                               out_dir=out_dir)
     splits = splits or load_dataset(cfg.dataset, workers=gpu.num_workers)
+    # the evaluation splits as the run saw them: skewed where imbalance.splits says so (the training split is
+    # not evaluated here, and its skew does not change the others')
+    splits = apply_imbalance_to_splits({**splits, "train": splits["train"]}, cfg.imbalance, cfg.seed) \
+        if any(name != "train" for name in cfg.imbalance.splits) else splits
     wanted = [eval_cfg.splits] if isinstance(eval_cfg.splits, str) else list(eval_cfg.splits)
     unknown = [name for name in wanted if name not in splits]
     if unknown or not wanted:

@@ -94,7 +94,7 @@ class GenerativeStages(Method):
     def sub_run_config(self, role: str):
         """The baseline's run config: this run's data, model and trainer with ERM and F1 thresholds. The
         protected classifier predicts the protected attribute on the full training split (no imbalance
-        sampling), as the paper trains it on all of CelebA."""
+        sampling), as the paper trains it on all of CelebA. Sub-runs start from scratch (no init_from)."""
         from fairrun.evaluation.decision import EvalConfig, PostprocessConfig
         from fairrun.methods.erm import ERMConfig
 
@@ -103,11 +103,12 @@ class GenerativeStages(Method):
         imbalance = run.imbalance
         if role == "protected":
             dataset = dataclasses.replace(dataset, target=run.dataset.protected, protected=run.dataset.target)
-            imbalance = dataclasses.replace(imbalance, ratio=None, size=None, balance_target=False, majority=None)
+            imbalance = dataclasses.replace(imbalance, ratio=None, size=None, balance_target=False, majority=None,
+                                            splits=["train"])
         targets = {section: target for section, target in run.targets.items() if section != "method"}
         return dataclasses.replace(run, dataset=dataset, imbalance=imbalance, method=ERMConfig(),
                                    eval=EvalConfig(threshold="f1"), postprocess=PostprocessConfig(),
-                                   eval_datasets=[], resume=True, targets=targets)
+                                   eval_datasets=[], resume=True, targets=targets, init_from=None, arm=None)
 
     # -- generator and generated images ------------------------------------------------------------
     def generator(self, train: LabeledSplit):

@@ -17,7 +17,7 @@ import torch
 from fairrun.data.base import LabeledSplit
 from fairrun.data.files import table_and_splits
 from fairrun.data.groups import group_names, protected_list
-from fairrun.data.imbalance import apply_imbalance
+from fairrun.data.imbalance import apply_imbalance_to_splits, skewed_splits
 from fairrun.data.registry import DATASETS, load_dataset
 from fairrun.core.errors import FairrunError
 from fairrun.evaluation.transfer import entry_dict, eval_dataset_config
@@ -149,14 +149,16 @@ def run_data_report(cfg, out_dir: Path) -> pd.DataFrame:
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = cfg.dataset
     splits = load_dataset(dataset, workers=cfg.gpu.num_workers)
-    splits["train"] = apply_imbalance(splits["train"], cfg.imbalance, cfg.seed)
+    splits = apply_imbalance_to_splits(splits, cfg.imbalance, cfg.seed)  # train, and val/test per imbalance.splits
     long = split_counts(splits)
     long.insert(0, "dataset", dataset.name)
     long.to_csv(out_dir / "counts.csv", index=False)
     protected = "+".join(protected_list(dataset.protected))
     ratio = "" if cfg.imbalance.ratio is None else f", imbalance.ratio={cfg.imbalance.ratio}"
+    skewed = skewed_splits(cfg.imbalance) or ["none"]
+    natural = [name for name in ("train", "val", "test") if name not in skewed]
     print(f"{dataset.name}: target {dataset.target}, protected {protected}{ratio} "
-          f"(train after imbalance sampling; val/test natural)")
+          f"(after imbalance sampling: {'/'.join(skewed)}; natural: {'/'.join(natural) or 'none'})")
     print(counts_table(long).to_string())
     series = {name: long[long.split == name].groupby("group", sort=False)["n"].sum() for name in splits}
     for entry in cfg.compare or []:
