@@ -30,6 +30,7 @@ COMMANDS = {
     "data": "group x label counts, group-frequency chart and sample grid: fairrun data dataset=NAME",
     "gan": "fairrun gan train dataset=NAME [gan.*]: train fairrun's GAN, export a TorchScript generator",
     "vae": "fairrun vae train dataset=NAME [vae.*] | fairrun vae minority run_dir=PATH fraction=0.05",
+    "study": "fairrun study NAME [--tiny] [--dry-run]: a published study as one command (fairrun study --list)",
     "report": "fairrun report PATH [--metrics ...] [--by ...]: one table and plots from every run under PATH",
 }
 # Commands with a second word: `fairrun gan train`, `fairrun vae minority`.
@@ -189,6 +190,13 @@ def run_command(argv: list[str] | None = None) -> None:
         print(USAGE.format(commands=commands))
         return
     command, rest = argv[0], argv[1:]
+    if command == "study":  # launches fairrun train -m +study=NAME ... (fairrun/commands/study.py)
+        from fairrun.commands.study import study_main
+
+        code, train_args = study_main(rest)
+        if train_args is None:
+            sys.exit(code)
+        command, rest = "train", train_args
     if command == "report":  # not a Hydra app: it reads finished runs, it composes no config
         from fairrun.report.cli import report_main
 

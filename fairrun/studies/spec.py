@@ -6,7 +6,7 @@ fails when Hydra composes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclass
@@ -27,8 +27,11 @@ class StudyConfig:
 
     name: str = "???"  # the option's name in conf/study/ (fairrun study NAME)
     reproduces: str = ""  # the published study or codebase it reproduces, one line (fairrun study --list)
-    # a dataset.root=... is required at full size (the study's dataset is not built in); --tiny needs none
-    needs_root: bool = True
+    # keys a full-size launch must set (the study's data is not built in), e.g. [dataset.root]; --tiny needs none
+    needs: List[str] = field(default_factory=lambda: ["dataset.root"])
+    # the study's own inputs, read by its config through ${study.params.NAME} (e.g. a generator file, the root of
+    # a second dataset); given on the command line as study.params.NAME=VALUE
+    params: Dict[str, Any] = field(default_factory=dict)
     # overrides that --tiny appends: the built-in synthetic data, fewer values per axis, fewer epochs
     tiny: List[str] = field(default_factory=list)
     report: StudyReportConfig = field(default_factory=StudyReportConfig)
