@@ -14,7 +14,7 @@ import textwrap
 from fairrun.core.errors import FairrunError, paragraph
 
 USAGE = """usage: fairrun study --list
-       fairrun study NAME [--tiny] [--dry-run [--no-estimate]] [hydra overrides ...]
+       fairrun study NAME [--tiny] [--dry-run [--no-estimate]] [--config-dir DIR] [hydra overrides ...]
 
 Run a published study as one Hydra multirun (arms x its other axes x seeds) and write its report
 (sweep.pkl, table.csv, comparisons.csv, report.txt, plots/) into the sweep directory when it ends.
@@ -25,6 +25,7 @@ options:
   --dry-run      print the jobs and "N jobs", an estimate of the compute time and the SLURM array it becomes;
                  run nothing
   --no-estimate  with --dry-run: skip the calibration (a few timed training steps per arm and model)
+  --config-dir DIR  a config directory of your own: DIR/study/*.yaml and DIR/arm/*.yaml beside fairrun's
 
 examples:
   fairrun study --list
@@ -38,6 +39,7 @@ A re-run of the same command skips the finished jobs, resumes unfinished ones an
 Docs: docs/studies/ (one page per study)."""
 
 FLAGS = ("--list", "--tiny", "--dry-run", "--no-estimate")
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
 
 def study_main(argv: list[str]) -> tuple[int, list[str] | None]:
@@ -67,12 +69,12 @@ def _study(argv: list[str]) -> tuple[int, list[str] | None]:
         raise FairrunError(f"fairrun study needs the study's name first (got {rest[0] if rest else 'nothing'!r}): "
                            f"fairrun study NAME [--tiny] [--dry-run] [overrides], NAME one of "
                            f"{', '.join(catalog.study_names(config_dirs))} (fairrun study --list).")
-    unknown = [a for a in rest[1:] if a.startswith("--") and a.split("=")[0] not in
-               ("--config-dir", "--cfg", "--resolve", "--package", "--info")]
+    name, user = rest[0], split_argv(rest[1:])[1]
+    passed = [a for a in rest[1:] if a not in user]  # --config-dir DIR / -cd DIR: handed to fairrun train too
+    unknown = [a for a in passed if a.startswith("-") and a.split("=")[0] not in CONFIG_DIR_FLAGS]
     if unknown:
-        raise FairrunError(f"unknown option {unknown[0]!r}. fairrun study accepts {', '.join(FLAGS)} and Hydra "
-                           f"overrides (KEY=VALUE); see fairrun study --help.")
-    name, user = rest[0], rest[1:]
+        raise FairrunError(f"unknown option {unknown[0]!r}. fairrun study accepts {', '.join(FLAGS)}, "
+                           f"--config-dir DIR and Hydra overrides (KEY=VALUE); see fairrun study --help.")
     tiny = "--tiny" in flags
     overrides = launch_overrides(name, user, tiny, config_dirs)
     if "--dry-run" in flags:
@@ -84,7 +86,7 @@ def _study(argv: list[str]) -> tuple[int, list[str] | None]:
     check_dataset_root(launch, tiny, user)
     print(f"fairrun study {name}{' (tiny)' if tiny else ''}: {len(launch.jobs)} jobs into {launch.sweep_dir}; "
           f"the same as: fairrun train -m {' '.join(shlex.quote(o) for o in launch.overrides)}", flush=True)
-    return 0, ["-m", *launch.overrides]
+    return 0, ["-m", *passed, *launch.overrides]
 
 
 def _without_study(overrides: list[str]) -> list[str]:
@@ -92,16 +94,21 @@ def _without_study(overrides: list[str]) -> list[str]:
 
 
 def launch_overrides(name: str, user: list[str], tiny: bool, config_dirs: list[str]) -> list[str]:
-    """The overrides after ``+study=NAME``: the study's ``tiny`` list (with --tiny; its sweep directory then
-    gets the suffix ``-tiny``), then the user's, which win."""
+    """The overrides after ``+study=NAME``: the study's ``tiny`` list (with --tiny), its sweep directory, then the
+    user's, which win. The sweep directory is fixed, so the same command again resumes the same sweep: the study's
+    own (``outputs/studies/<name>`` for fairrun's), else ``outputs/studies/<name>``; ``-tiny`` appended with
+    --tiny."""
     from fairrun.studies import catalog
 
-    if not tiny:
-        return list(user)
     base = catalog.plan(name, [], config_dirs)
-    extra = [str(o) for o in base.study.tiny]
+    extra = [str(o) for o in base.study.tiny] if tiny else []
     if not any(o.startswith("hydra.sweep.dir=") for o in user):
-        extra.append(f"hydra.sweep.dir={base.sweep_dir}-tiny")
+        sweep_dir = base.sweep_dir if not str(base.sweep_dir).startswith("outputs/multirun/") \
+            else f"outputs/studies/{name}"
+        if tiny:
+            extra.append(f"hydra.sweep.dir={sweep_dir}-tiny")
+        elif sweep_dir != base.sweep_dir:
+            extra.append(f"hydra.sweep.dir={sweep_dir}")
     return extra + list(user)
 
 
@@ -155,7 +162,7 @@ def dry_run_text(name: str, overrides: list[str], tiny: bool, config_dirs: list[
     from fairrun.studies import catalog
 
     launch = catalog.plan(name, overrides, config_dirs)
-    lines = [f"study {name}{' (tiny)' if tiny else ''}: {launch.study.reproduces}",
+    lines = [paragraph(f"study {name}{' (tiny)' if tiny else ''}: {launch.study.reproduces}"),
              f"sweep directory: {launch.sweep_dir}",
              "axes: " + "; ".join(f"{k} = {', '.join(v)}" for k, v in launch.axes.items()), ""]
     width = len(str(len(launch.jobs) - 1))

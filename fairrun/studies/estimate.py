@@ -382,7 +382,8 @@ def time_scaled(make: Callable[[int], Callable[[], None]], batch: int, steps: in
 
     The batch ramps up from :data:`PROBE_BATCH` rows by x4 to ``batch``: at each size one untimed warm-up
     call, then one timed call; the next size is tried only if its warm-up and timed call, predicted
-    linearly from the last timing, fit in what is left of ``budget`` seconds. At the last size reached,
+    linearly from the last timing, fit in what is left of ``budget`` seconds (the second size: of 5 budgets).
+    At the last size reached,
     ``steps`` calls are timed in all (fewer if they would take more than ``budget`` seconds, at least one)
     and the median is kept. A size short of ``batch`` (a ResNet-50 at 224 px on the CPU) is extrapolated by
     :func:`extrapolate` from the last two sizes, which the note says."""
@@ -393,7 +394,11 @@ def time_scaled(make: Callable[[int], Callable[[], None]], batch: int, steps: in
     ramp = [(rows, _median_seconds(call, 1, device))]
     while rows < batch:
         bigger = min(batch, rows * 4)
-        if time.perf_counter() - start + 2 * ramp[-1][1] * bigger / rows > budget:
+        predicted = 2 * ramp[-1][1] * bigger / rows
+        # a second size is always timed when it fits in 5 budgets: one point cannot tell a fixed cost per call
+        # from a cost per row, and scaling a batch-2 step linearly to batch 128 overstates it many times
+        cap = 5 * budget if len(ramp) < 2 else budget
+        if time.perf_counter() - start + predicted > cap:
             break
         rows, call = bigger, make(bigger)
         call()

@@ -10,6 +10,16 @@ from typing import Any, Dict, List, Optional
 
 
 @dataclass
+class StudyFigureConfig:
+    """The study's own figure (fairrun/studies/figures.py): each metric per value of ``x``, one bar per arm."""
+
+    x: Optional[str] = None  # the key on the horizontal axis (e.g. target, model); null = no figure of its own
+    metrics: List[str] = field(default_factory=list)  # one panel per metric and split
+    splits: List[str] = field(default_factory=lambda: ["test"])  # e.g. [test, utkface, imdb_wiki]: transfer panels
+    title: str = ""
+
+
+@dataclass
 class StudyReportConfig:
     """The report written into the sweep directory when the study's multirun ends (``fairrun report``'s
     options: ``--by``, ``--metrics``, ``--baseline``, ``--gap``, ``--split``)."""
@@ -19,6 +29,7 @@ class StudyReportConfig:
     baseline: Optional[str] = None  # KEY=VALUE: the rows the others are compared with; null = the report's rule
     gap: Optional[str] = None  # the fairness gap of the accuracy-vs-gap and ε-vs-gap charts
     split: str = "test"  # the evaluated split the table shows
+    figure: StudyFigureConfig = field(default_factory=StudyFigureConfig)
 
 
 @dataclass

@@ -250,3 +250,23 @@ def test_a_run_config_saved_before_imbalance_splits_loads_with_its_fingerprint(t
     for section, key in (("trainer", "select"), ("trainer", "patience")):
         before[section].pop(key)
     assert cfg.trainer.precise_bn != 0 and cfg.fingerprint() == fingerprint(before)
+
+
+def test_fairrun_eval_scores_the_evaluation_splits_as_the_run_skewed_them(tmp_path, tiny_cfg):
+    """A run trained with imbalance.splits=[train,test] is re-evaluated on the same skewed test split (same rows,
+    same metrics as at training time), and on the natural val split."""
+    from hydra import compose, initialize_config_module
+
+    from fairrun.evaluation.rerun import run_eval
+    from fairrun.training import run_training
+
+    cfg = tiny_cfg("imbalance.ratio=0.8", "imbalance.splits=[train,test]", "trainer.epochs=1", "eval.bootstrap=0",
+                   "dataset.group_proportions=[0.5,0.5]")
+    trained = run_training(cfg, tmp_path).set_index("split")
+    assert trained.loc["test", "n"] < 300 and trained.loc["val", "n"] == 200  # test skewed, val natural (TINY)
+    with initialize_config_module(config_module="fairrun.conf", version_base="1.3"):
+        eval_cfg = compose(config_name="eval", overrides=[f"run_dir={tmp_path}", "gpu=cpu"])
+    again = run_eval(tmp_path, eval_cfg).set_index("split")
+    for column in ("n", "n[A]", "n[B]", "accuracy", "acc_gap"):
+        assert again.loc["test", column] == trained.loc["test", column], column
+        assert again.loc["val", column] == trained.loc["val", column], column
