@@ -51,7 +51,7 @@ def plot_bars(rows: pd.DataFrame, x: str, metrics: list[str], splits: list[str],
               and pd.to_numeric(rows.loc[rows["split"].astype(str) == split, metric], errors="coerce").notna().any()]
     if not panels:
         raise ValueError(f"none of the metrics {metrics} has a value in splits {splits}")
-    columns = min(len(panels), 3)
+    columns = 2 if len(panels) == 4 else min(len(panels), 3)  # 4 panels as 2 x 2, not 3 + 1
     lines = -(-len(panels) // columns)
     fig = Figure(figsize=(PANEL_WIDTH * columns + 1.6, PANEL_HEIGHT * lines + 0.8))
     FigureCanvasAgg(fig)
@@ -62,6 +62,7 @@ def plot_bars(rows: pd.DataFrame, x: str, metrics: list[str], splits: list[str],
     for k, (split, metric) in enumerate(panels):
         ax = fig.add_subplot(lines, columns, k + 1)
         ax.grid(True, axis="y", alpha=0.35)
+        ax.set_axisbelow(True)  # grid lines behind the bars
         part = rows[rows["split"].astype(str) == split]
         for j, arm in enumerate(hues):
             means, stds = [], []
@@ -70,9 +71,11 @@ def plot_bars(rows: pd.DataFrame, x: str, metrics: list[str], splits: list[str],
                 values = pd.to_numeric(chosen[metric], errors="coerce").dropna()
                 means.append(values.mean() if len(values) else np.nan)
                 stds.append(values.std(ddof=1) if len(values) > 1 else np.nan)
-            positions = np.arange(len(xs)) + (j - (len(hues) - 1) / 2) * width
-            ax.bar(positions, means, width * 0.92, yerr=np.nan_to_num(stds), capsize=2, color=colors[arm],
-                   label=arm, error_kw={"elinewidth": 0.8, "alpha": 0.8})
+            same = x == hue  # one bar per value of x, centred
+            positions = np.arange(len(xs)) + (0 if same else (j - (len(hues) - 1) / 2) * width)
+            spread = stds if np.isfinite(stds).any() else None  # no error bar where one seed makes the bar
+            ax.bar(positions, means, 0.6 if same else width * 0.92, yerr=spread, capsize=2, color=colors[arm], label=arm,
+                   error_kw={"elinewidth": 0.8, "alpha": 0.8})
         ax.set_xticks(np.arange(len(xs)))
         ax.set_xticklabels([format_key(v) for v in xs], rotation=30 if len(xs) > 4 else 0,
                            ha="right" if len(xs) > 4 else "center", fontsize=8)
