@@ -248,6 +248,10 @@ def run_command(argv: list[str] | None = None) -> None:
         # --help composes the config to list its keys: show them with the built-in dataset
         rest, help_dataset = [*rest, f"dataset={HELP_DATASET}"], True
     sys.argv = [f"fairrun-{command.replace(' ', '-')}", *rest]
+    if any(a in HYDRA_HELP_FLAGS for a in rest):
+        from fairrun.commands.help import install_lazy_help
+
+        install_lazy_help()
     try:
         APPS[command]()
     except SweepFailed:

@@ -21,8 +21,9 @@ import tempfile
 from hydra import compose, initialize_config_module
 
 # Decoded-image caches of test fixtures go to a throw-away folder, never to ~/.cache/fairrun
-# (subprocesses started by run_fairrun inherit it).
-os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
+# (subprocesses started by run_fairrun inherit it). One per process, xdist workers included (a test may count
+# its own cache misses); each process removes its own when its session ends.
+_OWN_CACHE_DIR = os.environ["FAIRRUN_CACHE"] = tempfile.mkdtemp(prefix="fairrun-test-cache-")
 
 # Runs of tests/helpers/evidence.py are shared by the xdist workers of one session (set here, in the process
 # that starts them, so every worker inherits the same folder; see tests/helpers/evidence.py). A folder made here
@@ -52,6 +53,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
     if _OWN_EVIDENCE_DIR and not os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(_OWN_EVIDENCE_DIR, ignore_errors=True)
 
@@ -88,15 +90,45 @@ TINY = [
 ]
 
 
-def fairrun_env() -> dict:
-    """The environment of CLI subprocesses: a fixed thread count, so runs compare bit for bit."""
-    return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+def fairrun_env(threads: int = 1) -> dict:
+    """The environment of CLI subprocesses: a fixed thread count, so runs compare bit for bit; one by default, as
+    the in-process tests use, because two pytest-xdist workers each running 2-thread subprocesses oversubscribe
+    2 cores (OpenMP's waiting threads then slow every run several times)."""
+    return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(threads)}
 
 
-def run_fairrun(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the fairrun CLI in a subprocess (as a user would) and capture its output."""
-    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=fairrun_env(),
+def run_fairrun(*args: str, cwd: Path, timeout: float = 300, threads: int = 1) -> subprocess.CompletedProcess:
+    """Run the fairrun CLI in a subprocess (as a user would) and capture its output (``threads``: see
+    :func:`fairrun_env`)."""
+    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=fairrun_env(threads),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_fairrun_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``fairrun ARGS`` in this process (its exit code, stdout and stderr), for commands that print and exit
+    (help, refusals): the same code path as the console script without a new interpreter (~5 s of imports and
+    Hydra start-up each). Anything that trains belongs in :func:`run_fairrun`."""
+    import contextlib
+    import io
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fairrun.cli import run_command
+
+    out, err, code, before = io.StringIO(), io.StringIO(), 0, os.getcwd()
+    saved_argv = list(sys.argv)
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                run_command(list(args))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        os.chdir(before)
+        sys.argv = saved_argv
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(["fairrun", *args], code, out.getvalue(), err.getvalue())
 
 
 def compose_train(overrides: list[str]):

@@ -175,3 +175,30 @@ def schema_fields_by_name(class_name: str) -> list[str]:
             if schema.__name__ == class_name:
                 return [f.name for f in dataclasses.fields(schema)]
     return []
+
+
+def config_groups_text(groups: list[str]) -> str:
+    """``--help``'s list of config groups: one line ``group: option, option, ...`` per group in ``groups``, with
+    fairrun's options and those of every ``--config-dir`` on Hydra's search path (``DIR/<group>/*.yaml``).
+
+    Hydra's own list (``$APP_CONFIG_GROUPS``) builds a config repository per group option, each a deep copy of
+    the ConfigStore (over 150 copies: 6-15 s per ``--help``), and lists internal groups (``schema/*``) and other
+    commands' groups; this one reads file names."""
+    from pathlib import Path
+
+    extra_dirs = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        for source in HydraConfig.get().runtime.config_sources:
+            if source.schema == "file" and source.provider != "hydra":
+                extra_dirs.append(Path(source.path))
+    except Exception:  # noqa: BLE001 - outside a Hydra app: fairrun's own options only
+        pass
+    lines = []
+    for group in groups:
+        names = set(option_names(group))
+        for directory in extra_dirs:
+            names |= {p.stem for p in (directory / group).glob("*.yaml")}
+        lines.append(f"{group}: {', '.join(sorted(names))}")
+    return "\n".join(lines)

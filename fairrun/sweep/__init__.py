@@ -19,7 +19,15 @@ def _fairrun_methods(*, _root_):
     """``${fairrun_methods:}``: the comma-separated methods that suit the composed config."""
     return methods_resolver(_root_)
 
-register_resolvers({"fairrun_methods": _fairrun_methods, "fairrun_parallel_jobs": parallel_jobs})
+def _fairrun_config_groups(*groups):
+    """``${fairrun_config_groups:dataset,model,...}``: --help's list of those groups and their options."""
+    from fairrun.config.store import config_groups_text
+
+    return config_groups_text([str(g) for g in groups])
+
+
+register_resolvers({"fairrun_methods": _fairrun_methods, "fairrun_parallel_jobs": parallel_jobs,
+                    "fairrun_config_groups": _fairrun_config_groups})
 
 __all__ = ["ERROR", "JobResources", "SweepSummary", "check_same_sweep", "failure_text", "job_status", "methods_for",
            "methods_resolver", "parallel_jobs", "parallel_share", "run_sweep_job", "selected_gpus", "slot_dir_name",

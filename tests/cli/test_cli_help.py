@@ -1,5 +1,6 @@
 """Every `--help` prints help and exits 0; a closed stdout (`fairrun --help | head -2`) ends quietly;
-`fairrun data` / `fairrun prepare` without a dataset say so in one paragraph."""
+`fairrun data` / `fairrun prepare` without a dataset say so in one paragraph. The help and refusal checks run
+in-process (the console script's code path; the subprocess tests below cover the real process and its pipes)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import TINY, TINY_CNN, fairrun_env, run_fairrun
+from tests.conftest import TINY, TINY_CNN, fairrun_env, run_fairrun_in_process
 
 HELPS = [
     ([], "fairrun train"),
@@ -26,7 +27,7 @@ HELPS = [
 
 @pytest.mark.parametrize("words, expected", HELPS, ids=[" ".join(w) or "fairrun" for w, _ in HELPS])
 def test_every_help_prints_help_and_exits_0(tmp_path, words, expected):
-    proc = run_fairrun(*words, "--help", cwd=tmp_path, timeout=120)
+    proc = run_fairrun_in_process(*words, "--help", cwd=tmp_path)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr[-3000:]
     assert expected in proc.stdout, proc.stdout[-3000:]
@@ -35,17 +36,17 @@ def test_every_help_prints_help_and_exits_0(tmp_path, words, expected):
 
 @pytest.mark.parametrize("command", ["data", "prepare"])
 def test_help_without_dataset_lists_the_keys_with_the_built_in_dataset(tmp_path, command):
-    proc = run_fairrun(command, "--help", cwd=tmp_path, timeout=120)
+    proc = run_fairrun_in_process(command, "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "== Config ==" in proc.stdout and "name: synthetic" in proc.stdout
     assert "shown with dataset=synthetic" in " ".join(proc.stdout.split())
-    proc = run_fairrun(command, "--help", "dataset=utkface", cwd=tmp_path, timeout=120)
+    proc = run_fairrun_in_process(command, "--help", "dataset=utkface", cwd=tmp_path)
     assert proc.returncode == 0 and "name: utkface" in proc.stdout and "shown with" not in proc.stdout
 
 
 @pytest.mark.parametrize("args", [["data"], ["prepare", "dataset.root=/data/celeba"],
                                   ["data", "--cfg", "job"]])
 def test_a_missing_dataset_is_one_paragraph(tmp_path, args):
-    proc = run_fairrun(*args, cwd=tmp_path, timeout=120)
+    proc = run_fairrun_in_process(*args, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     message = " ".join(proc.stderr.split())
     assert message.startswith(f"fairrun: error: fairrun {args[0]} needs the dataset to read: dataset=NAME")

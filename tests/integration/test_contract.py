@@ -81,9 +81,11 @@ def test_every_method_trains_checkpoints_resumes_exactly_and_reevaluates(method,
     assert set(full["method"]) == {method}
 
 
-# resnet34 is trained privately only through resnet18: the same BasicBlocks and the same rewrites (35 s here)
+# Each torchvision ResNet once: resnet18 both ways; resnet34 (the same BasicBlocks as resnet18, more of them) with
+# ERM; resnet50 (Bottlenecks) under DP-SGD, whose rewrites (GroupNorm, out-of-place additions) are the harder
+# path and include everything ERM's run checks (35 s and 24 s saved against the full grid).
 MODEL_CASES = [(method, model) for method in ("erm", "dpsgd") for model in BUILT_IN_MODELS
-               if (method, model) != ("dpsgd", "resnet34")]
+               if (method, model) not in (("dpsgd", "resnet34"), ("erm", "resnet50"))]
 
 
 @pytest.mark.parametrize("method, model", MODEL_CASES)
