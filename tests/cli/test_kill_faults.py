@@ -9,6 +9,7 @@ file is either replaced or refused, never used).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,13 +26,37 @@ CHUNKS = 4
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _env() -> dict:
+    return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",  # the test process's 1 thread
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
 def kill_run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.CompletedProcess:
-    """``fairrun train ARGS hydra.run.dir=run_dir`` in a subprocess, SIGKILLed at rename ``kill_at``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",  # the test process's 1 thread
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    """``fairrun train ARGS hydra.run.dir=run_dir`` in a fresh interpreter, SIGKILLed at rename ``kill_at``."""
     return subprocess.run([sys.executable, "-m", "tests.helpers.kill_at_rename", str(kill_at), when, str(log), "--",
-                           *ARGS, f"hydra.run.dir={run_dir}"], cwd=run_dir.parent, env=env,
+                           *ARGS, f"hydra.run.dir={run_dir}"], cwd=run_dir.parent, env=_env(),
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def forked_kill_run():
+    """``kill_run`` by a fork of a warm process (tests.helpers.kill_server): the same real process killed by
+    SIGKILL, without ~3.5 s of imports per run."""
+    server = subprocess.Popen([sys.executable, "-m", "tests.helpers.kill_server"], env=_env(), cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert json.loads(server.stdout.readline()) == {"ready": True}
+
+    def run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.CompletedProcess:
+        request = {"kill_at": kill_at, "when": when, "log": str(log), "cwd": str(run_dir.parent),
+                   "args": [*ARGS, f"hydra.run.dir={run_dir}"]}
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        answer = json.loads(server.stdout.readline())
+        return subprocess.CompletedProcess(["fairrun", "train"], answer["returncode"], "", answer["stderr"])
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
 
 
 def relaunch(run_dir: Path):
@@ -73,14 +98,15 @@ def cases(renames: list[Path]) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_kill_at_any_rename_then_relaunch_gives_the_uninterrupted_results(reference, tmp_path, chunk):
+def test_kill_at_any_rename_then_relaunch_gives_the_uninterrupted_results(reference, tmp_path, chunk,
+                                                                         forked_kill_run):
     expected, renames = reference
     assert len(renames) >= 15, renames  # .hydra/, run_config, checkpoints, predictions, results, sidecars, done
     for kill_at, when in cases(renames)[chunk::CHUNKS]:
         case = f"kill -9 {when} rename {kill_at} ({renames[kill_at - 1]})"
         run_dir = tmp_path / f"{when}{kill_at}" / "run"
         run_dir.parent.mkdir()
-        proc = kill_run(run_dir, kill_at, when, run_dir.parent / "renames.log")
+        proc = forked_kill_run(run_dir, kill_at, when, run_dir.parent / "renames.log")
         assert proc.returncode == -9, (case, proc.returncode, proc.stderr[-2000:])
         assert (run_dir / "fairrun.lock").is_file(), case  # the dead run's lock is left behind
         results = relaunch(run_dir)
