@@ -50,6 +50,10 @@ def pytest_collection_modifyitems(config, items):
             spread.append(item)
         spread += evidence[len(spread) - len(others):]
         items[:] = spread
+    # The longest tests (a whole study each, about a minute) first, so that neither pytest-xdist worker is left
+    # running one of them alone at the end.
+    first = [item for item in items if "end_to_end_with_tiny" in item.nodeid]
+    items[:] = first + [item for item in items if item not in first]
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -97,11 +101,48 @@ def fairrun_env(threads: int = 1) -> dict:
     return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(threads)}
 
 
+_FORK_SERVER: list = []
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fork_server() -> subprocess.Popen:
+    """This process's warm fork server (tests/helpers/fork_server.py), started on first use, ended at exit."""
+    import atexit
+    import json
+
+    if _FORK_SERVER and _FORK_SERVER[0].poll() is None:
+        return _FORK_SERVER[0]
+    env = {**fairrun_env(1), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen([sys.executable, "-m", "tests.helpers.fork_server"], env=env, cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert json.loads(server.stdout.readline()) == {"ready": True}
+    _FORK_SERVER[:] = [server]
+    atexit.register(lambda: (server.stdin.close(), server.wait(timeout=30)))
+    return server
+
+
 def run_fairrun(*args: str, cwd: Path, timeout: float = 300, threads: int = 1) -> subprocess.CompletedProcess:
-    """Run the fairrun CLI in a subprocess (as a user would) and capture its output (``threads``: see
-    :func:`fairrun_env`)."""
-    return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=fairrun_env(threads),
-                          capture_output=True, text=True, timeout=timeout)
+    """Run the fairrun CLI in its own process (as a user would) and capture its output (``threads``: see
+    :func:`fairrun_env`). The process is a fork of a warm server that has imported torch and fairrun once
+    (tests/helpers/fork_server.py: ~3.5 s saved per command); ``FAIRRUN_TEST_FORK=0`` starts a fresh interpreter
+    each time instead."""
+    import json
+    import signal
+
+    env = fairrun_env(threads)
+    if os.environ.get("FAIRRUN_TEST_FORK", "1") == "0":
+        return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    server = _fork_server()
+    with tempfile.TemporaryDirectory(prefix="fairrun-fork-") as folder:
+        request = {"args": [str(a) for a in args], "cwd": str(Path(cwd).resolve()), "env": env, "timeout": timeout,
+                   "out": os.path.join(folder, "out")}
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        answer = json.loads(server.stdout.readline())
+    if answer["returncode"] == -signal.SIGALRM:
+        raise subprocess.TimeoutExpired(["fairrun", *args], timeout, answer["stdout"], answer["stderr"])
+    return subprocess.CompletedProcess(["fairrun", *args], answer["returncode"], answer["stdout"], answer["stderr"])
 
 
 def run_fairrun_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
