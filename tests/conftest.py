@@ -126,17 +126,23 @@ def run_fairrun(*args: str, cwd: Path, timeout: float = 300, threads: int = 1) -
     :func:`fairrun_env`). The process is a fork of a warm server that has imported torch and fairrun once
     (tests/helpers/fork_server.py: ~3.5 s saved per command); ``FAIRRUN_TEST_FORK=0`` starts a fresh interpreter
     each time instead."""
-    import json
-    import signal
-
     env = fairrun_env(threads)
     if os.environ.get("FAIRRUN_TEST_FORK", "1") == "0":
         return subprocess.run([sys.executable, "-m", "fairrun.cli", *args], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
+    return run_forked(args, cwd, env, timeout)
+
+
+def run_forked(args, cwd: Path, env: dict, timeout: float, **extra) -> subprocess.CompletedProcess:
+    """``fairrun ARGS`` in a fork of this process's warm server (tests/helpers/fork_server.py); ``extra``: the
+    fault-injection keys ``kill_at``, ``when``, ``log``."""
+    import json
+    import signal
+
     server = _fork_server()
     with tempfile.TemporaryDirectory(prefix="fairrun-fork-") as folder:
         request = {"args": [str(a) for a in args], "cwd": str(Path(cwd).resolve()), "env": env, "timeout": timeout,
-                   "out": os.path.join(folder, "out")}
+                   "out": os.path.join(folder, "out"), **extra}
         server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
         answer = json.loads(server.stdout.readline())
@@ -153,6 +159,7 @@ def run_fairrun_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess
     import io
 
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     from fairrun.cli import run_command
 
@@ -169,6 +176,7 @@ def run_fairrun_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess
         os.chdir(before)
         sys.argv = saved_argv
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # a later test must not see this command's launch directory
     return subprocess.CompletedProcess(["fairrun", *args], code, out.getvalue(), err.getvalue())
 
 

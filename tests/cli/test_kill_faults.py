@@ -9,7 +9,6 @@ file is either replaced or refused, never used).
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fairrun import rundir
-from tests.conftest import TINY, compose_train
+from tests.conftest import TINY, compose_train, run_forked
 from tests.helpers.resume import assert_same_results
 
 ARGS = [*TINY, "eval.bootstrap=50"]
@@ -38,25 +37,11 @@ def kill_run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.Co
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def forked_kill_run():
-    """``kill_run`` by a fork of a warm process (tests.helpers.kill_server): the same real process killed by
-    SIGKILL, without ~3.5 s of imports per run."""
-    server = subprocess.Popen([sys.executable, "-m", "tests.helpers.kill_server"], env=_env(), cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert json.loads(server.stdout.readline()) == {"ready": True}
-
-    def run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.CompletedProcess:
-        request = {"kill_at": kill_at, "when": when, "log": str(log), "cwd": str(run_dir.parent),
-                   "args": [*ARGS, f"hydra.run.dir={run_dir}"]}
-        server.stdin.write(json.dumps(request) + "\n")
-        server.stdin.flush()
-        answer = json.loads(server.stdout.readline())
-        return subprocess.CompletedProcess(["fairrun", "train"], answer["returncode"], "", answer["stderr"])
-
-    yield run
-    server.stdin.close()
-    server.wait(timeout=60)
+def forked_kill_run(run_dir: Path, kill_at: int, when: str, log: Path) -> subprocess.CompletedProcess:
+    """``kill_run`` by a fork of the warm server of tests.conftest.run_fairrun (tests/helpers/fork_server.py): the
+    same real process killed by SIGKILL, without ~3.5 s of imports per run."""
+    return run_forked(["train", *ARGS, f"hydra.run.dir={run_dir}"], run_dir.parent, _env(), 300,
+                      kill_at=kill_at, when=when, log=str(log))
 
 
 def relaunch(run_dir: Path):
@@ -98,8 +83,7 @@ def cases(renames: list[Path]) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_kill_at_any_rename_then_relaunch_gives_the_uninterrupted_results(reference, tmp_path, chunk,
-                                                                         forked_kill_run):
+def test_kill_at_any_rename_then_relaunch_gives_the_uninterrupted_results(reference, tmp_path, chunk):
     expected, renames = reference
     assert len(renames) >= 15, renames  # .hydra/, run_config, checkpoints, predictions, results, sidecars, done
     for kill_at, when in cases(renames)[chunk::CHUNKS]:

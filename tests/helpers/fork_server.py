@@ -6,7 +6,9 @@ once per pytest worker and every command is a ``fork()``: a separate process wit
 directory, arguments, exit code and output files, as a fresh interpreter would have, minus the imports.
 
 Protocol (one JSON object per line on stdin, one per line on stdout):
-``{"args": [...], "cwd": DIR, "env": {...}, "timeout": S, "out": PATH}`` ->
+``{"args": [...], "cwd": DIR, "env": {...}, "timeout": S, "out": PATH}``, optionally with
+``"kill_at": K, "when": "before"|"after", "log": PATH`` (fault injection, tests/cli/test_kill_faults.py: the child
+counts its ``os.replace`` calls, logs each destination, and SIGKILLs itself just before or after the K-th) ->
 ``{"returncode": N (-signal when killed), "stdout": TEXT, "stderr": TEXT}``. The parent never runs a torch
 operation, so a child starts with no thread pool to inherit; a child past its timeout is killed (SIGALRM), as
 ``subprocess.run(timeout=...)`` would.
@@ -31,6 +33,26 @@ def warm_up() -> None:
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # imports torch._dynamo (no kernel runs)
 
 
+def kill_at_rename(kill_at: int, when: str, log_path: str) -> None:
+    """Count this process's ``os.replace`` calls (every atomic write of fairrun ends in one), append each
+    destination to ``log_path``, and SIGKILL the process just ``before`` or ``after`` the ``kill_at``-th (0: never)."""
+    import signal
+
+    real_replace, count = os.replace, [0]
+
+    def replace(src, dst, *args, **kwargs):
+        count[0] += 1
+        with open(log_path, "a") as log:
+            log.write(f"{count[0]}\t{dst}\n")
+        if count[0] == kill_at and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst, *args, **kwargs)
+        if count[0] == kill_at and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+
 def child(request: dict) -> None:
     """In the forked process: the request's environment, directory and output files, then ``fairrun ARGS``
     (never returns)."""
@@ -46,6 +68,8 @@ def child(request: dict) -> None:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     os.chdir(request["cwd"])
+    if request.get("kill_at") is not None:
+        kill_at_rename(request["kill_at"], request["when"], request["log"])
     sys.path[0] = request["cwd"]  # as `python -m fairrun.cli` run there: a user's module beside it imports
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(max(1, int(request["timeout"])))
