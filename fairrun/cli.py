@@ -43,12 +43,15 @@ SUBCOMMAND_HELP = {
                     "density",
 }
 HELP_FLAGS = ("-h", "--help", "help")
+VERSION_FLAGS = ("--version", "-V")
+SHELL_COMPLETION_FLAGS = ("-sc", "--shell-completion")  # Hydra's flag: fairrun.commands.completion answers it
 # Hydra's help flags: they compose the config to list its keys.
 HYDRA_HELP_FLAGS = ("-h", "--help", "--hydra-help")
 # Commands whose config has no default dataset (`dataset: ???`): `fairrun prepare`, `fairrun data`.
 NEEDS_DATASET = ("prepare", "data")
 HELP_DATASET = "synthetic"  # the dataset their --help composes the config with when none is given
 USAGE = """usage: fairrun <command> [hydra overrides ...]
+       fairrun --version | --completion bash|zsh
 
 fairrun trains image classifiers and measures how fair they are; every run leaves a run directory
 with results.pkl, predictions.pkl, TensorBoard logs and checkpoints.
@@ -70,6 +73,9 @@ examples:
   fairrun data dataset=celeba dataset.root=/data/celeba imbalance=study imbalance.ratio=0.99
   fairrun gan train dataset=synthetic gan.epochs=20
   fairrun vae train dataset=synthetic && fairrun vae minority run_dir=outputs/vae/DATE/TIME fraction=0.05
+
+shell completion (commands, config groups, keys and values on TAB): add to ~/.bashrc
+  eval "$(fairrun --completion bash)"            # zsh: eval "$(fairrun --completion zsh)" in ~/.zshrc
 """
 
 # each subcommand's Hydra config (conf/<name>.yaml)
@@ -182,6 +188,31 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
+def _top_level_flag(flag: str, args: list[str]) -> int:
+    """``fairrun --version`` / ``-V`` (prints ``fairrun <version>``), ``fairrun --completion SHELL`` (the
+    shell completion script) and ``fairrun --complete`` (what that script calls on TAB): the exit code."""
+    if flag in VERSION_FLAGS:
+        from fairrun import __version__
+
+        print(f"fairrun {__version__}")
+        return 0
+    from fairrun.commands import completion
+
+    if flag == "--completion":
+        return completion.completion_main(args)
+    return completion.complete_main(command_table())
+
+
+def command_table():
+    """fairrun's commands as shell completion reads them
+    (:class:`fairrun.commands.completion.CommandTable`)."""
+    from fairrun.commands.completion import CommandTable
+
+    return CommandTable(commands=tuple(COMMANDS), subcommands=dict(SUBCOMMANDS), apps=dict(APPS),
+                        config_names=dict(CONFIG_NAMES), needs_dataset=NEEDS_DATASET,
+                        help_dataset=HELP_DATASET)
+
+
 def run_command(argv: list[str] | None = None) -> None:
     """Pop the subcommand from ``argv`` (default: ``sys.argv[1:]``) and run its Hydra app."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -189,6 +220,8 @@ def run_command(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in HELP_FLAGS:
         print(USAGE.format(commands=commands))
         return
+    if argv[0] in VERSION_FLAGS or argv[0] in ("--completion", "--complete"):
+        sys.exit(_top_level_flag(argv[0], argv[1:]))
     command, rest = argv[0], argv[1:]
     if command == "study":  # launches fairrun train -m +study=NAME ... (fairrun/commands/study.py)
         from fairrun.commands.study import study_main
@@ -217,6 +250,10 @@ def run_command(argv: list[str] | None = None) -> None:
         print(paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
                          f"{', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
         sys.exit(2)
+    if any(a in SHELL_COMPLETION_FLAGS for a in rest):  # Hydra's -sc, answered for the real `fairrun` command
+        from fairrun.commands.completion import shell_completion
+
+        sys.exit(shell_completion(command_table(), command, rest))
     if command == "eval" and not any(a.startswith("run_dir=") for a in rest) and \
             not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in rest):
         print(paragraph("fairrun: error: fairrun eval needs the run to evaluate: "

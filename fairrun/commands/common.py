@@ -48,3 +48,76 @@ def user_errors(run_dir: Path | None = None):
         print(paragraph(f"fairrun: interrupted: {err}. Run the same command again (for a single run, "
                          f"with hydra.run.dir={run_dir}) to resume."), file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+# What a launch writes into its run directory before it accepts the config: Hydra's job log file (*.log) and
+# the error.txt of a refusal.
+LAUNCH_FILES = ("error.txt",)
+
+
+def _only_launch_files(run_dir: Path, empty_logs: bool) -> bool:
+    entries = list(Path(run_dir).iterdir())
+    return all(e.is_file() and not e.is_symlink() and
+               ((e.suffix == ".log" and (not empty_logs or e.stat().st_size == 0)) or
+                (not empty_logs and e.name in LAUNCH_FILES)) for e in entries)
+
+
+def launched_fresh(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds nothing but what Hydra made for this launch before the task ran: the
+    directory and its empty job log file (so nothing of an earlier launch is there)."""
+    try:
+        return Path(run_dir).is_dir() and _only_launch_files(run_dir, empty_logs=True)
+    except OSError:
+        return False
+
+
+def remove_launch_dir(run_dir: Path) -> bool:
+    """Remove ``run_dir`` (and the parents Hydra made for it that are left empty, up to the current directory)
+    if it holds nothing but what a launch writes before accepting its config (the job log, error.txt) and no
+    part of a run (:func:`fairrun.rundir.lock.holds_a_run`); whether it was removed."""
+    from fairrun.rundir.lock import holds_a_run
+
+    run_dir = Path(run_dir)
+    try:
+        if not run_dir.is_dir() or holds_a_run(run_dir) or not _only_launch_files(run_dir, empty_logs=False):
+            return False
+        _detach_log_files(run_dir)
+        for entry in run_dir.iterdir():
+            entry.unlink()
+        run_dir.rmdir()
+        here, parent = Path.cwd().resolve(), run_dir.resolve().parent
+        while parent != here and here in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    except OSError:  # another process writes there now, or a read-only folder: leave the rest as it is
+        return False
+    return True
+
+
+def _detach_log_files(run_dir: Path) -> None:
+    """Close and remove the logging handlers that write into ``run_dir`` (Hydra's job log), so that nothing
+    logged later in this process reopens a file of the removed directory."""
+    import logging
+
+    folder = Path(run_dir).resolve()
+    names = list(logging.root.manager.loggerDict)
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and \
+                    Path(handler.baseFilename).resolve().parent == folder:
+                logger.removeHandler(handler)
+                handler.close()
+
+
+@contextmanager
+def discard_refused_launch(run_dir: Path, fresh: bool):
+    """On a refusal (exit code 2) of a launch whose run directory was ``fresh`` (:func:`launched_fresh`),
+    remove that directory again (:func:`remove_launch_dir`), so a typo leaves no run directory behind. Enclose the
+    hold of the directory's lock, so that the lock file is gone first."""
+    try:
+        yield
+    except SystemExit as exit_:
+        if exit_.code == 2 and fresh:
+            remove_launch_dir(run_dir)
+        raise

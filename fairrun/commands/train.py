@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fairrun.commands.common import mark_started, user_errors
+from fairrun.commands.common import discard_refused_launch, launched_fresh, mark_started, user_errors
 from fairrun.core.errors import FairrunError, paragraph
 
 
@@ -18,7 +18,9 @@ def train_app(cfg: DictConfig) -> None:
     """`fairrun train`: validate the composed config, then train and evaluate.
 
     In a multirun each job keeps its failure to itself (``<job dir>/error.txt``) so the other jobs run;
-    a single run exits with code 2 on a user error, 130 on Ctrl-C and 143 on SIGTERM.
+    a single run exits with code 2 on a user error, 130 on Ctrl-C and 143 on SIGTERM. A refused single run
+    whose directory this launch made, and that holds nothing but the job log and error.txt, leaves no
+    directory behind (:func:`~fairrun.commands.common.discard_refused_launch`).
 
     The run directory's lock (:mod:`fairrun.rundir.lock`) is held before anything is written there (error.txt
     included) and released on every way out; a directory in use is refused (exit code 2; in a multirun, that
@@ -38,7 +40,9 @@ def train_app(cfg: DictConfig) -> None:
         except DirBusy as err:  # not logged: the job's log file is the other process' train.log
             print(paragraph(f"fairrun: error: job {hydra_cfg.job.num} not run: {err}"), file=sys.stderr)
         return
-    with user_errors():  # a directory in use: nothing is written there
+    fresh = launched_fresh(run_dir)  # made by this launch: removed again if the config is refused
+    # a directory in use: nothing is written there
+    with user_errors(), discard_refused_launch(run_dir, fresh):
         with hold(run_dir, "run", run_dir_cure(run_dir)), user_errors(run_dir):
             params = hydra_cfg.sweeper.get("params") or {}
             if params:

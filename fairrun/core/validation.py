@@ -7,7 +7,8 @@ generative models), so this module imports nothing of fairrun but :mod:`fairrun.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import difflib
+from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -28,9 +29,9 @@ def typed_section(section: str, schema: type, node: Any) -> Any:
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except ConfigKeyError as err:
-        accepted = ", ".join(f.name for f in dataclasses.fields(schema))
-        raise ConfigError(f"Unknown key '{section}.{err.key}'. The keys accepted in '{section}' are: "
-                          f"{accepted}.") from None
+        names = [f.name for f in dataclasses.fields(schema)]
+        hint = did_you_mean(str(err.key), names, section + ".")
+        raise ConfigError(f"Unknown key '{section}.{err.key}'.{hint} The keys accepted in '{section}' are: {', '.join(names)}.") from None
     except OmegaConfBaseException as err:
         full_key = str(getattr(err, "full_key", None) or err.key)
         top = full_key.split("[")[0].split(".")[0]
@@ -49,3 +50,18 @@ def require(ok: bool, key: str, value: Any, accepted: str) -> None:
 def require_choice(key: str, value: Any, choices: tuple) -> None:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     require(value in choices, key, value, "one of " + ", ".join(map(str, choices)))
+
+
+def closest(word: str, choices: Iterable[str]) -> Optional[str]:
+    """The entry of ``choices`` most similar to ``word`` (``difflib.get_close_matches``, ratio >= 0.6,
+    compared without case so ``smilling`` finds ``Smiling``), or None when none is that close."""
+    choices = [str(c) for c in choices]
+    by_lower = {c.lower(): c for c in reversed(choices)}
+    found = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[found[0]] if found else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """`` Did you mean 'PREFIX<closest>'?`` (with a leading space) for the closest of ``choices``, or ''."""
+    match = closest(word, choices)
+    return f" Did you mean '{prefix}{match}'?" if match is not None and match != word else ""

@@ -120,6 +120,13 @@ def attribute_value_names(attribute: str) -> list[str]:
     return [f"not_{attribute}", attribute]
 
 
+def attribute_names(cfg) -> list[str]:
+    """The names ``dataset.target`` / ``dataset.protected`` may take, without reading a file: the 40
+    attributes of the header of the official ``list_attr_celeba.txt`` (Liu et al., ICCV 2015) and
+    ``gender``, the alias of ``Male``."""
+    return [*CELEBA_ATTRIBUTES, GENDER_ALIAS]
+
+
 def validate(cfg) -> None:
     """Check the CelebA-specific keys (layout, target and protected names); raise ConfigError.
 

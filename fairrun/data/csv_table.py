@@ -74,6 +74,22 @@ def validate(cfg) -> None:
                           f"Accepted: an integer of at least 2.")
 
 
+def attribute_names(cfg) -> Optional[list[str]]:
+    """The names ``dataset.target`` / ``dataset.protected`` may take, from the CSV's header line alone:
+    ``dataset.attributes`` when set, else every column but the path and split columns. None when the file
+    cannot be read here (reading the table reports that) or its header is not one line of names."""
+    if cfg.attributes is not None:
+        return [str(a) for a in cfg.attributes]
+    if cfg.csv in (None, "", "???"):
+        return None
+    try:
+        header = pd.read_csv(launch_path(cfg.csv), nrows=0, skipinitialspace=True)
+    except Exception:  # noqa: BLE001 - a missing or unparsable file is read_table's to report
+        return None
+    columns = [str(c).strip() for c in header.columns]
+    return [c for c in columns if c not in (cfg.path_column, cfg.split_column)]
+
+
 def _csv_path(cfg) -> Path:
     """The CSV file of ``dataset.csv``; FairrunError describing the expected CSV when absent."""
     if cfg.csv in (None, "", "???"):

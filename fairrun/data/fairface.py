@@ -91,6 +91,12 @@ class FairFaceConfig(ImageDatasetConfig):
     service_test_only: bool = False
 
 
+def attribute_names(cfg) -> list[str]:
+    """The names ``dataset.target`` / ``dataset.protected`` may take (no file is read): gender, race, the nine
+    official age bins ``age`` and ``age_group`` (Kärkkäinen & Joo, WACV 2021)."""
+    return list(ATTRIBUTES)
+
+
 def validate(cfg) -> None:
     """Check the FairFace-specific keys and the attribute names; raise ConfigError.
 

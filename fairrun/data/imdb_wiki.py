@@ -82,6 +82,13 @@ class IMDBWikiConfig(ImageDatasetConfig):
     labels: Optional[str] = None  # cleaned CSV/XLSX sheet (full_path, gender, ethnicity) instead of the .mat
 
 
+def attribute_names(cfg) -> list[str]:
+    """The names ``dataset.target`` / ``dataset.protected`` may take (no file is read): gender, age_group and
+    age_decade from ``<source>.mat`` (Rothe et al., IJCV 2018), or gender and ethnicity from the cleaned
+    sheet of ``dataset.labels``."""
+    return ["gender", "ethnicity"] if cfg.labels is not None else ["gender", "age_group", "age_decade"]
+
+
 def validate(cfg) -> None:
     """Range and choice checks of the IMDB-WIKI keys; raises ConfigError naming the key."""
     if cfg.source not in SOURCES:

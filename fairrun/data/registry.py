@@ -18,8 +18,11 @@ from fairrun.data.base import LabeledSplit, SplitData
 from fairrun.data.files import load_image_dataset, validate_image_dataset
 from fairrun.data.groups import check_attributes, label_split
 from fairrun.data.synthetic import SyntheticConfig, make_synthetic, validate_synthetic
+from fairrun.data.synthetic import attribute_names as synthetic_names
 from fairrun.core.errors import ConfigError
 from fairrun.core.registry import Registry
+from fairrun.core.validation import did_you_mean
+from fairrun.data.groups import protected_list
 
 SPLITS = ("train", "val", "test")
 
@@ -56,6 +59,12 @@ class Dataset:
     def validate(cfg) -> None:
         """Range checks of the config (raise ValueError or ConfigError naming the key); default: none."""
 
+    @staticmethod
+    def attribute_names(cfg) -> Optional[list[str]]:
+        """The names ``dataset.target`` and ``dataset.protected`` may take, known without reading image data
+        (checked before any work starts), or None when they are only known from the data (default)."""
+        return None
+
 
 def _check(entry) -> Optional[str]:
     if not callable(getattr(entry, "read", None)):
@@ -76,10 +85,12 @@ DATASETS = Registry(
 )
 
 
-def _builtin(name: str, config: type, read: Callable, validate: Callable, read_table=None) -> type:
+def _builtin(name: str, config: type, read: Callable, validate: Callable, read_table=None,
+             attribute_names: Optional[Callable] = None) -> type:
     return DATASETS.register(type(name, (Dataset,), {
         "name": name, "Config": config, "read": staticmethod(read), "validate": staticmethod(validate),
-        "read_table": staticmethod(read_table) if read_table is not None else None, "__module__": __name__}))
+        "read_table": staticmethod(read_table) if read_table is not None else None,
+        "attribute_names": staticmethod(attribute_names or Dataset.attribute_names), "__module__": __name__}))
 
 
 def _file_dataset(name: str, schema: type, module) -> type:
@@ -88,14 +99,15 @@ def _file_dataset(name: str, schema: type, module) -> type:
         module.validate(cfg)
 
     return _builtin(name, schema, partial(load_image_dataset, read_table=module.read_table), validate,
-                    module.read_table)
+                    module.read_table, module.attribute_names)
 
 
 def _read_synthetic(cfg, workers: int = 0) -> dict[str, SplitData]:
     return make_synthetic(cfg)
 
 
-_builtin("synthetic", SyntheticDatasetConfig, _read_synthetic, validate_synthetic)
+_builtin("synthetic", SyntheticDatasetConfig, _read_synthetic, validate_synthetic,
+         attribute_names=synthetic_names)
 _file_dataset("celeba", celeba.CelebAConfig, celeba)
 _file_dataset("fairface", fairface.FairFaceConfig, fairface)
 _file_dataset("utkface", utkface.UTKFaceConfig, utkface)
@@ -117,10 +129,44 @@ def validate_dataset_config(cfg) -> None:
             (isinstance(protected, (list, tuple)) and all(isinstance(p, str) for p in protected))):
         raise ConfigError(f"Invalid value for 'dataset.protected': {protected!r}. Expected an attribute "
                           f"name or a list of attribute names (intersectional groups).")
+    entry = DATASETS[cfg.name]
+    check_attribute_names(cfg, entry.attribute_names(cfg))
     try:
-        DATASETS[cfg.name].validate(cfg)
+        entry.validate(cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def check_attribute_names(cfg, names: Optional[list[str]]) -> None:
+    """Raise ConfigError (with the closest valid name) unless ``dataset.target`` and every name of
+    ``dataset.protected`` are among ``names`` and distinct: the checks of
+    :func:`~fairrun.data.groups.check_attributes` made before any data is generated or read. ``names`` None
+    (a dataset whose attributes are only known from its data): nothing is checked here."""
+    if not names:
+        return
+    where = f"dataset={cfg.name}"
+    accepted = ", ".join(names)
+    if cfg.target not in names:
+        hint = did_you_mean(cfg.target, names)
+        raise ConfigError(f"Invalid value for 'dataset.target': {cfg.target!r}.{hint} "
+                          f"Accepted: one attribute of {where}: {accepted}.")
+    protected = protected_list(cfg.protected)
+    if not protected:
+        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} (empty). Accepted: one "
+                          f"attribute of {where} or a list of them: {accepted}.")
+    for name in protected:
+        if name not in names:
+            raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} ({name!r} is not an "
+                              f"attribute of {where}).{did_you_mean(name, names)} Accepted: one attribute "
+                              f"or a list of them: {accepted}.")
+    if cfg.target in protected:
+        others = ", ".join(n for n in names if n != cfg.target)
+        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} includes the target "
+                          f"attribute {cfg.target!r} (dataset.target); the protected attribute must differ "
+                          f"from the target. Accepted: {others}.")
+    if len(set(protected)) != len(protected):
+        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} names an attribute "
+                          f"twice. Accepted: distinct attributes of {where}: {accepted}.")
 
 
 def read_splits(cfg, workers: int = 0) -> dict[str, SplitData]:

@@ -78,6 +78,11 @@ def max_label_group_corr(share_group0: float) -> float:
     return math.sqrt(min(share_group0, 1 - share_group0) / max(share_group0, 1 - share_group0))
 
 
+def attribute_names(cfg) -> list[str]:
+    """The attributes :func:`make_synthetic` records per image (nothing is generated to know them)."""
+    return ["smiling", "group", "glasses"]
+
+
 def validate_synthetic(cfg: SyntheticConfig) -> None:
     """Raise ValueError naming the offending ``dataset.`` key if ``cfg`` is not usable."""
     for key in ("n_train", "n_val", "n_test"):

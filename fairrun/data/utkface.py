@@ -59,6 +59,13 @@ class UTKFaceConfig(ImageDatasetConfig):
     age_threshold: int = 30  # age_group: under_30 (age < 30) | 30_plus; 1..116
 
 
+def attribute_names(cfg) -> list[str]:
+    """The names ``dataset.target`` / ``dataset.protected`` may take (no file is read): the columns of
+    :func:`read_table`, gender and race from the file names (Zhang, Song & Qi, CVPR 2017), age_group and
+    age_decade from the age."""
+    return ["gender", "race", "age_group", "age_decade"]
+
+
 def validate(cfg) -> None:
     """Range checks of the UTKFace keys (``dataset.age_threshold`` in 1..116); raises ConfigError."""
     check_age_threshold(cfg.age_threshold, MAX_AGE)

@@ -114,7 +114,7 @@ def test_multirun_runs_one_job_per_value(tmp_path):
     (["trainer.lr=fast"], ["trainer.lr", "Accepted: a number"]),
     (["dataset.target=age"], ["dataset.target", "'age'", "smiling"]),
     (["dataset.protected=smiling"], ["protected", "target"]),
-    (["model=vgg"], ["model/vgg", "Available options", "resnet18"]),
+    (["model=vgg"], ["model/vgg", "options of 'model'", "resnet18"]),
     (["imbalance.ratio=1.2"], ["imbalance.ratio", "(0, 1]"]),
     (["gpu.amp=fp8"], ["gpu.amp", "bf16"]),
     (["+trainer.foo=1"], ["trainer.foo", "epochs"]),

@@ -62,10 +62,10 @@ def test_bad_values_name_the_key_and_what_is_accepted(override, key, accepted):
     (["dataset.protected=[group,hat]"], ["'hat'", "glasses"]),
 ])
 def test_unknown_or_clashing_attributes(overrides, words):
-    cfg = validate_run_config(compose_train(overrides + ["dataset.n_train=50", "dataset.n_val=20",
-                                                         "dataset.n_test=20"]))
+    """Refused by the config's validation, before any data is generated (the dataset's attribute names)."""
     with pytest.raises(ConfigError) as err:
-        load_dataset(cfg.dataset)
+        validate_run_config(compose_train(overrides + ["dataset.n_train=50", "dataset.n_val=20",
+                                                       "dataset.n_test=20"]))
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
