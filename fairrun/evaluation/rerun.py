@@ -22,7 +22,7 @@ from fairrun.evaluation.trained import read_best, rebuild
 from fairrun.report.console import print_results
 from fairrun.evaluation.transfer import append_rows, eval_dataset_config, evaluate_on_dataset
 from fairrun.core.devices import resolve_device
-from fairrun.training.results import PRIVACY_COLUMNS, run_metadata
+from fairrun.training.results import PRIVACY_COLUMNS, recorded_overrides, run_metadata
 
 log = logging.getLogger("fairrun")
 
@@ -96,7 +96,9 @@ def _run_eval(run_dir: Path, eval_cfg, explicit_keys: set, out_dir: Path | None)
     model.to(device)
     batch_size = eval_cfg.batch_size or cfg.trainer.eval_batch_size
     amp = gpu.amp if device.type == "cuda" else "off"
-    base = {**run_metadata(cfg, run_dir), "best_epoch": best["epoch"], "evaluated_on": str(device),
+    # the trained run's parameter columns (its own overrides, not this eval command's)
+    base = {**run_metadata(cfg, run_dir, recorded_overrides(run_dir)),
+            "best_epoch": best["epoch"], "evaluated_on": str(device),
             # how the checkpoint was chosen (trainer.select); best.pt records it since issue 18
             "selected_by": best.get("selected_by", "accuracy"),
             "selected_value": float(best.get("selected_value", float("nan"))), **privacy_of(run_dir),

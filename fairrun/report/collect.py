@@ -19,6 +19,7 @@ import yaml
 from fairrun import rundir
 from fairrun.core.environment import KEY_FIELDS, differences, results_columns
 from fairrun.core.errors import FairrunError
+from fairrun.training.results import GROUP_CHOICES, IDENTITY_KEYS
 
 RESULTS, DONE, ERROR, RUN_CONFIG = "results.pkl", "done", "error.txt", "run_config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -290,6 +291,7 @@ def collect(paths: list[Path]) -> Collection:
     job_frame = pd.DataFrame(jobs, columns=["job", "status", "overrides", "error", "path"])
     job_frame = job_frame.iloc[sorted(range(len(job_frame)), key=lambda i: natural_key(job_frame["job"].iat[i]))]
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["job", "overrides"])
+    results = fill_parameters(results)
     notes += environment_notes(results, mixed)
     return Collection(results=results, jobs=job_frame.reset_index(drop=True), sweeps=all_sweeps, notes=notes)
 
@@ -300,11 +302,61 @@ def status_counts(jobs: pd.DataFrame) -> dict[str, int]:
     return {status: int(counts.get(status, 0)) for status in STATUSES}
 
 
+def _value(text: str):
+    """An override's value as the config would hold it: a number where the text is one (``3``, ``0.1``,
+    ``1e-2``), else ``yaml.safe_load``'s reading (``true`` a bool, ``null`` None); a list or mapping as its
+    text, and the text itself where YAML cannot read it."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def override_parameters(overrides: list[str]) -> dict:
+    """The ``section.key`` parameter columns of a run written before results.pkl carried them, from its
+    overrides: every overridden key that is neither a config-group choice, a Hydra key, nor an identity column
+    already (:data:`fairrun.training.results.IDENTITY_KEYS`), with its value read as YAML."""
+    params = {}
+    for item in overrides:
+        if "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        key = key.lstrip("+~")
+        if "/" in key or key.startswith("hydra") or key in GROUP_CHOICES or key in IDENTITY_KEYS:
+            continue
+        params[key] = _value(value)
+    return params
+
+
+def fill_parameters(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` (rows of many runs) with the gaps of its parameter columns filled from each row's
+    ``overrides`` (:func:`override_parameters`): a run of an older fairrun version, written before results.pkl
+    carried ``method.lam`` or ``imbalance.size``, gets its overridden value there beside newer runs that have
+    the column. A table without such columns is returned unchanged (no column is added)."""
+    if results.empty or "overrides" not in results:
+        return results
+    parsed = [override_parameters(str(text).split()) for text in results["overrides"].fillna("")]
+    for column in {key for row in parsed for key in row if key in results}:
+        gaps = results[column].isna()
+        if gaps.any():
+            fill = pd.Series([row.get(column) for row in parsed], index=results.index)
+            results[column] = results[column].where(~gaps, fill)
+    return results
+
+
 def override_columns(results: pd.DataFrame) -> pd.DataFrame:
     """One column per override key found in the ``overrides`` column (values numeric where all are).
 
-    Lets ``--by trainer.lr`` group on a swept key that results.pkl does not carry. A leading ``+``,
-    ``++`` or ``~`` is dropped from the key.
+    Lets ``--by trainer.lr`` group on a swept key. A leading ``+``, ``++`` or ``~`` is dropped from the key.
+    Where results.pkl has the key as a column (``method.lam``, ``imbalance.size``: the validated config's
+    value) or as an identity column (``imbalance.ratio`` is ``imbalance_ratio``), its values are used for
+    the rows that have them; the override text fills the others (runs of older fairrun versions).
     """
     rows = []
     for text in results.get("overrides", pd.Series(dtype=str)).fillna(""):
@@ -319,4 +371,7 @@ def override_columns(results: pd.DataFrame) -> pd.DataFrame:
         numeric = pd.to_numeric(frame[column], errors="coerce")
         if numeric.notna().sum() == frame[column].notna().sum():
             frame[column] = numeric
+        written = IDENTITY_KEYS.get(column, column)
+        if written in results and written not in ("overrides", "job"):
+            frame[column] = results[written].where(results[written].notna(), frame[column])
     return frame

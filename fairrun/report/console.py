@@ -1,9 +1,17 @@
-"""The short results table printed at the end of a run (and by `fairrun eval`)."""
+"""The short results table printed at the end of a run (and by `fairrun eval`); one line per multirun job."""
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import pandas as pd
 
 from fairrun.metrics import registry
+
+# the metrics of a multirun job's line: (results column, its short label)
+JOB_LINE_METRICS = (("accuracy", "acc"), ("worst_group_acc", "worst"), ("eopp_diff", "eopp"))
+# characters that make a command-line override a sweep over several values (Hydra's sweep syntax)
+_SWEEP_MARKS = (",", "range(", "choice(", "glob(", "interval(")
 
 
 def results_table(results: pd.DataFrame) -> str:
@@ -14,6 +22,86 @@ def results_table(results: pd.DataFrame) -> str:
 
 
 def print_results(results: pd.DataFrame) -> None:
-    """Print the run directory and the results table to stdout."""
+    """Print the run directory and the results table to stdout; in a job of a multirun, one line instead
+    (:func:`job_line`), so a sweep's output stays one line per finished job."""
+    job = multirun_job()
+    if job is not None:
+        num, overrides, swept, job_dir = job
+        # a run a staged method trains inside a training job (gan_debias' baselines) is not the job itself;
+        # job_dir is None in other commands' jobs (fairrun eval -m run_dir=A,B evaluates other directories)
+        own = job_dir is None or Path(str(results["run_dir"].iloc[0])).resolve() == Path(job_dir).resolve()
+        print(job_line(results, num, overrides, swept, "done" if own else "sub-run done"), flush=True)
+        return
     print(f"\nResults ({results['run_dir'].iloc[0]}):")
     print(results_table(results))
+
+
+def multirun_job() -> tuple[int, list[str], list[str], str | None] | None:
+    """``(job number, the job's overrides, the swept keys, the job's directory)`` inside a job of a Hydra
+    multirun, else None. The job's directory only for a ``fairrun train`` job (Hydra job name ``train``),
+    whose run directory it is; None for other commands.
+
+    The swept keys are those of ``hydra.sweeper.params`` and of the sweep's command-line overrides that list
+    several values (``method=erm,groupdro``, ``seed=range(3)``), read from the sweep's ``multirun.yaml``; when
+    it cannot be read, every override of the job counts as swept."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    overrides = [str(o) for o in hydra_cfg.overrides.task]
+    swept = list((hydra_cfg.sweeper.get("params") or {}).keys()) + _swept_on_command_line(hydra_cfg.sweep.dir)
+    job_dir = str(hydra_cfg.runtime.output_dir) if hydra_cfg.job.name == "train" else None
+    return int(hydra_cfg.job.num), overrides, swept, job_dir
+
+
+def _swept_on_command_line(sweep_dir) -> list[str]:
+    """The keys of the multirun's command-line overrides that list several values (``multirun.yaml``), or
+    ``[]`` when that file cannot be read."""
+    import yaml
+
+    try:
+        hydra_cfg = yaml.safe_load((Path(str(sweep_dir)) / "multirun.yaml").read_text())["hydra"]
+        task = hydra_cfg["overrides"]["task"] or []
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []
+    return [str(o).split("=", 1)[0] for o in task if "=" in str(o)
+            and any(mark in str(o).split("=", 1)[1] for mark in _SWEEP_MARKS)]
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key's last part (``imbalance.ratio`` -> ``ratio``) where no other key has the same last part."""
+    last = [key.rpartition(".")[2].lstrip("+~") for key in keys]
+    return {key: short if last.count(short) == 1 else key.lstrip("+~") for key, short in zip(keys, last)}
+
+
+def job_line(results: pd.DataFrame, num: int, overrides: list[str], swept: list[str],
+             what: str = "done") -> str:
+    """``job 3 done  method=groupdro ratio=0.9 seed=1  test acc 0.912 worst 0.871 eopp 0.041  RUN_DIR``: the
+    job number, its values of the swept keys (every override when none is known to be swept), the test row's
+    accuracy, worst-group accuracy and equal-opportunity difference (the first row's when there is no test
+    row; a metric the results lack is left out) and the run directory. ``what``: ``done``, or ``sub-run done``
+    for a run that a staged method trained inside the job."""
+    pairs = [o.split("=", 1) for o in overrides if "=" in o]
+    swept_set = {key.lstrip("+~") for key in swept}
+    chosen = [(k, v) for k, v in pairs if k.lstrip("+~") in swept_set] if swept_set else pairs
+    names = _short_keys([k for k, _ in chosen])
+    params = " ".join(f"{names[k]}={v}" for k, v in chosen)
+    test = results[results["split"].astype(str) == "test"]
+    row = (test if len(test) else results).iloc[0]
+    values = " ".join(f"{label} {_number(row[column])}"
+                      for column, label in JOB_LINE_METRICS if column in row)
+    parts = [f"job {num} {what}", params, f"{row['split']} {values}".strip(), str(row.get("run_dir", ""))]
+    return "  ".join(part for part in parts if part)
+
+
+def _number(value) -> str:
+    """A metric value with three decimals, ``nan`` when missing."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "nan"
+    return "nan" if math.isnan(value) else f"{value:.3f}"

@@ -25,7 +25,9 @@ from fairrun.data.imbalance import apply_imbalance_to_splits
 from fairrun.data.registry import SPLITS, read_splits
 from fairrun.core.devices import resolve_device, seed_everything
 from fairrun.core.errors import ConfigError, Interrupted, NonFiniteLoss
-from fairrun.evaluation.predictions import autocast, evaluate_split, fit_decision_rule, measure, raw_predictions
+from fairrun.evaluation.predictions import (autocast, class_names_of, fit_decision_rule, measure,
+                                            metrics_from_predictions, predict_proba, predictions_frame,
+                                            raw_predictions)
 from fairrun.methods import build_method
 from fairrun.methods.base import StepResult, TrainingPlan
 from fairrun.metrics import registry
@@ -34,7 +36,8 @@ from fairrun.training.checks import model_io, require_every_cell_trained, requir
 from fairrun.training.init_from import initialise
 from fairrun.training.optimizers import build_optimizer, build_scheduler
 from fairrun.training.precise_bn import recompute_batchnorm_statistics
-from fairrun.training.results import PRIVACY_COLUMNS, run_metadata, selection_columns
+from fairrun.training import tensorboard
+from fairrun.training.results import PRIVACY_COLUMNS, run_metadata, run_parameters, selection_columns
 from fairrun.training.signals import StopFlag
 
 log = logging.getLogger("fairrun")
@@ -125,6 +128,7 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if cfg.gpu.compile else self.model
         self.state = LoopState()
         self.val_metrics: dict = {}  # the last validation row (:meth:`validate`)
+        self.tb_layout_written = False  # the Custom Scalars layout (written at the first validation)
 
     def place_training_data(self, train):
         """Read the training rows into RAM (if they fit) and onto the GPU when ``gpu.data_on_device`` asks
@@ -242,11 +246,19 @@ class Trainer:
         """Evaluate on the validation split: ``(trainer.select's value, worst-group accuracy)``, the whole row
         in :attr:`val_metrics`, after :meth:`refresh_batchnorm`. Writes the registry's ``tensorboard`` view
         (x: global step): ``val/<metric>``, and ``val_group_<metric>/<group>`` for a per-group metric such as
-        accuracy."""
+        accuracy; also ``val/loss``, ``val_group_tpr|fpr/<group>`` and ``val_cell_acc/<group>,<class>``
+        (:func:`fairrun.training.tensorboard.write_validation`) from the same predictions."""
         self.refresh_batchnorm()
-        metrics, _ = evaluate_split(self.model, self.method, self.val, "val", self.cfg.trainer.eval_batch_size,
-                                    self.device, self.amp, self.channels_last)
+        proba = predict_proba(self.model, self.method, self.val, self.cfg.trainer.eval_batch_size,
+                              self.device, self.amp, self.channels_last)
+        pred = predictions_frame(self.val, proba, "val")
+        metrics = metrics_from_predictions(pred, self.val.group_names, self.val.num_classes)
         step = self.state.global_step
+        if not self.tb_layout_written:
+            tensorboard.write_layout(writer)
+            self.tb_layout_written = True
+        tensorboard.write_validation(writer, metrics, proba, self.val,
+                                     class_names_of(pred, self.val.num_classes), step)
         for m in registry.view("tensorboard"):
             tags = ([(f"val_group_{m.name}/{group}", f"{m.name}[{group}]") for group in self.val.group_names]
                     if m.per_group else [(f"val/{m.name}", m.name)])
@@ -392,6 +404,20 @@ class Trainer:
                         "trainer.optimizer / trainer.batch_size (private methods: see docs/privacy.md, 'Defaults that learn').",
                         self.state.best_val_acc, majority)
 
+    def write_tensorboard_summary(self, writer: SummaryWriter, base: dict, test: dict, test_raw: pd.DataFrame,
+                                  val_pred: pd.DataFrame) -> None:
+        """The end of a run in TensorBoard (:mod:`fairrun.training.tensorboard`): per-group PR curves of the
+        test scores ``test_raw``, a grid of validation samples per group with their predictions ``val_pred``,
+        and the HParams entry (the run's settings, :func:`run_parameters` included, and the ``test``
+        metrics)."""
+        step = self.state.global_step
+        tensorboard.write_pr_curves(writer, test_raw, self.test.group_names, self.test.num_classes, step)
+        class_names = class_names_of(val_pred, self.val.num_classes)
+        tensorboard.write_sample_grids(writer, self.val, val_pred, class_names, step)
+        values = tensorboard.hparams(base, run_parameters(self.cfg), self.cfg.trainer, self.epochs)
+        tensorboard.write_hparams(writer, values, {f"hparam/test_{m.name}": test[m.name]
+                                                   for m in registry.view("hparams")}, step)
+
     def finish(self, writer: SummaryWriter) -> pd.DataFrame:
         self.warn_if_nothing_learned()
         best = rundir.load_checkpoint(self.run_dir / rundir.BEST)
@@ -419,11 +445,13 @@ class Trainer:
                for name, split in splits.items()}
         self.rule = fit_decision_rule(raw["val"], self.val.num_classes, self.cfg.eval, self.cfg.postprocess,
                                       self.cfg.seed)
+        final = {}  # split -> its predictions in results.pkl (after the decision rule)
         for name, split in splits.items():
             for split_name, metrics, pred in measure(raw[name], self.rule, name, split.group_names,
                                                      split.num_classes):
                 (rows if split_name == name else raw_rows).append({**base, "split": split_name, **metrics})
                 preds.append(pred)
+                final.setdefault(split_name, pred)
         for suffix, context in self.method.evaluation_variants().items():
             with context():
                 for name, split in splits.items():
@@ -442,15 +470,6 @@ class Trainer:
         rundir.write_pickle(results, self.run_dir / rundir.RESULTS)
         if self.cfg.eval_datasets:
             results = self.evaluate_other_datasets(base)
-        test = rows[1]
-        # NaN (e.g. imbalance_ratio when unset) is left out: TensorBoard's HParams dashboard cannot show it.
-        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in base.items()
-                   if k in ("dataset", "target", "protected", "model", "method", "imbalance_ratio", "seed")
-                   and not (isinstance(v, float) and math.isnan(v))}
-        hparams.update(lr=self.cfg.trainer.lr, batch_size=self.cfg.trainer.batch_size,
-                       epochs=self.epochs)
-        finite = {f"hparam/test_{m.name}": float(test[m.name]) for m in registry.view("hparams")
-                  if not math.isnan(test[m.name])}
-        writer.add_hparams(hparams, finite, run_name=".")
+        self.write_tensorboard_summary(writer, base, rows[1], raw["test"], final["val"])
         rundir.write_text("", self.run_dir / rundir.DONE)
         return results

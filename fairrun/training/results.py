@@ -16,15 +16,20 @@ PRIVACY_COLUMNS = {"epsilon": float("nan"), "delta": float("nan"), "noise_multip
                    "max_grad_norm": float("nan")}
 
 
-def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
+def run_metadata(cfg: RunConfig, run_dir: Path, overrides: list[str] | None = None) -> dict:
     """The columns that identify a run in results.pkl (sweep coordinates). ``arm``: the arm's name (``arm=NAME``,
     conf/arm/), else the method's name, so that a report grouped by arm also groups runs launched without one.
     ``imbalance_splits``: the splits that ``imbalance`` skewed (:func:`fairrun.data.imbalance.skewed_splits`),
-    joined with ``+``, or ``none``."""
+    joined with ``+``, or ``none``.
+
+    Then the run's parameters (:func:`parameter_columns`): the method's own keys (``method.lam``) and every
+    overridden key (``imbalance.size``, ``trainer.lr``) as ``section.key`` columns, so a sweep's table needs
+    no parsing of override strings. ``overrides``: the overrides the run was launched with; by default the
+    running Hydra job's (``fairrun eval`` passes the trained run's, :func:`recorded_overrides`)."""
     from fairrun.data.imbalance import skewed_splits
 
     protected = cfg.dataset.protected
-    return {
+    identity = {
         "run_dir": str(run_dir),
         "split": None,  # filled per evaluated split; keeps the column second
         "dataset": cfg.dataset.name,
@@ -39,6 +44,33 @@ def run_metadata(cfg: RunConfig, run_dir: Path) -> dict:
         "seed": cfg.seed,
         "init_from": None if cfg.init_from is None else str(Path(cfg.init_from).expanduser().resolve()),
     }
+    return {**identity, **parameter_columns(cfg, overrides)}
+
+
+# config keys whose value is already an identity column of results.pkl (under the name on the right, maybe in
+# another form: imbalance.splits is joined with "+"): run_parameters' column for them is left out
+IDENTITY_KEYS = {"seed": "seed", "imbalance.ratio": "imbalance_ratio", "imbalance.splits": "imbalance_splits",
+                 "dataset.name": "dataset", "dataset.target": "target", "dataset.protected": "protected",
+                 "model.name": "model", "method.name": "method", "arm": "arm", "init_from": "init_from"}
+
+
+def parameter_columns(cfg: RunConfig, overrides: list[str] | None = None) -> dict:
+    """:func:`run_parameters` without the keys that are already identity columns (:data:`IDENTITY_KEYS`:
+    ``seed``, ``imbalance.ratio`` is ``imbalance_ratio``, ``dataset.target`` is ``target``, ...)."""
+    return {key: value for key, value in run_parameters(cfg, overrides).items() if key not in IDENTITY_KEYS}
+
+
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The overrides a finished run was launched with (``<run_dir>/.hydra/overrides.yaml``, read with
+    ``yaml.safe_load``), or ``[]`` when the file is absent or unreadable (the parameter columns are then the
+    method's keys alone)."""
+    import yaml
+
+    try:
+        items = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(item) for item in items] if isinstance(items, list) else []
 
 
 def selection_columns(select: str, value: float) -> dict:

@@ -19,6 +19,7 @@ from fairrun.report.console import print_results
 from fairrun.evaluation.trained import load_trained
 from fairrun.training.checks import check_same_config
 from fairrun.training.init_from import resolve_source
+from fairrun.training import tensorboard
 from fairrun.training.loop import Trainer
 from fairrun.training.signals import StopFlag
 
@@ -97,7 +98,7 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
                      trainer.state.step)
     segments = record_environment(run_dir, trainer.device, resumed=purge_step is not None)
     trainer.environment_columns = results_columns(segments[-1])
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+    writer = SummaryWriter(str(tensorboard.log_dir(run_dir, purge_step is not None)), purge_step=purge_step)
     try:
         with StopFlag().installed() as stop:
             trainer.fit(writer, stop)

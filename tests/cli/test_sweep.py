@@ -192,9 +192,12 @@ def test_failures_stay_in_their_job_reruns_skip_finished_jobs_and_a_killed_sweep
         api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING])
     groups = list_session_groups.Handler(context.RequestContext(), tb, "", request).run().session_groups
     sessions = {g.name: g for g in groups}
-    assert sorted(sessions) == ["0/tb", "1/tb", "2/tb", "4/tb", "5/tb"]
+    # each run is named by its swept values (fairrun/training/tensorboard.py)
+    assert sorted(sessions) == ["0/tb/ratio=0.5,seed=0", "1/tb/ratio=0.5,seed=1", "2/tb/ratio=0.9,seed=0",
+                                "4/tb/ratio=1,seed=0", "5/tb/ratio=1,seed=1"]
+    sessions = {name.split("/")[0]: group for name, group in sessions.items()}
     for job in (0, 1, 2, 4, 5):
-        group = sessions[f"{job}/tb"]
+        group = sessions[str(job)]
         assert group.hparams["imbalance_ratio"].number_value == rows.loc[job, "imbalance_ratio"]
         assert group.hparams["seed"].number_value == rows.loc[job, "seed"]
         assert group.hparams["method"].string_value == "erm"

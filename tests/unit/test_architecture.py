@@ -31,8 +31,9 @@ LAYERS = [
     {"training", "evaluation.trained"},
     # 7: evaluating a finished run again
     {"evaluation.rerun", "evaluation"},
-    # 8: sweeps, reports over many runs, and studies (a sweep and its report as one command)
-    {"sweep", "report", "studies"},
+    # 8: sweeps, reports over many runs, and studies (a sweep and its report as one command); results from
+    #    Python (fairrun.load_sweep reads runs as the report does)
+    {"sweep", "report", "studies", "results_api"},
     # 9: the commands
     {"cli", "commands", "__main__"},
 ]
