@@ -21,6 +21,8 @@ from fairrun.report.table import (
     default_metrics,
     format_table,
     has_private_runs,
+    latex_table,
+    markdown_table,
     metric_columns,
 )
 
@@ -35,9 +37,10 @@ examples:
   fairrun report sweep/ --metrics accuracy worst_group_acc eopp_diff --by method imbalance_ratio
   fairrun report sweep/ --baseline imbalance_ratio=0.5 --gap dp_diff --out report/
   fairrun report outputs/ --by model method --split val --run 2026-01-01/12-00-00
+  fairrun report sweep/ --format pdf,png --size one-column     # figures for a paper
 
 writes into --out (default: the first PATH): sweep.pkl, sweep.csv, jobs.csv, report.txt, table.csv,
-comparisons.csv and plots/*.png."""
+table.tex (booktabs), table.md (GitHub markdown), comparisons.csv and plots/*.png (and/or .pdf, .svg)."""
 _LIST_LIMIT = 10
 
 
@@ -45,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own mistakes become one paragraph too
         raise FairrunError(f"{message}. Usage: fairrun report PATH [PATH ...] [--metrics M ...] [--by K ...] "
                            f"[--split SPLIT] [--out DIR] [--baseline KEY=VALUE] [--run RUN] [--gap METRIC] "
+                           f"[--format png,pdf,svg] [--size {'|'.join(plots.SIZES)}] "
                            f"(fairrun report --help for details).")
 
 
@@ -71,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gap", metavar="METRIC",
                         help="fairness gap of the accuracy-vs-gap and ε-vs-gap charts (default: the first "
                              "fairness gap among --metrics, else acc_gap)")
+    parser.add_argument("--format", default="png", metavar="FMT[,FMT]",
+                        help=f"file formats of the charts, comma-separated: {', '.join(plots.FORMATS)} (pdf and "
+                             f"svg are vector, for a paper; default: png)")
+    parser.add_argument("--size", default="screen", metavar="SIZE",
+                        help="chart size: screen (default; legend beside the axes), one-column (3.3 in wide) or "
+                             "two-column (6.9 in wide), the last two with fonts legible at that print size and the "
+                             "legend below the axes")
     return parser
 
 
@@ -104,7 +115,7 @@ def report_main(argv: list[str]) -> int:
         except SystemExit as exit_:  # --help
             return int(exit_.code or 0)
         run_report(args.paths, metrics=args.metrics, by=args.by, split=args.split, out=args.out,
-                   baseline=args.baseline, run=args.run, gap=args.gap)
+                   baseline=args.baseline, run=args.run, gap=args.gap, formats=args.format, size=args.size)
     except FairrunError as err:
         _echo(paragraph(f"fairrun report: error: {err}"), file=sys.stderr)
         return 2
@@ -235,18 +246,24 @@ def check_writable(out: Path, paths: list[Path]) -> None:
     except OSError as err:
         reason = err.strerror or str(err)
         raise FairrunError(f"cannot write the report into {out}: {reason} (the report writes jobs.csv, "
-                           f"sweep.pkl, sweep.csv, report.txt, table.csv, comparisons.csv and plots/ there). "
+                           f"sweep.pkl, sweep.csv, report.txt, table.csv, table.tex, table.md, comparisons.csv "
+                           f"and plots/ there). "
                            f"{_out_hint(paths)}.") from err
 
 
 def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str] | None = None,
                split: str = "test", out: Path | None = None, baseline: str | None = None,
-               run: str | None = None, gap: str | None = None) -> list[Path]:
+               run: str | None = None, gap: str | None = None, formats: str | tuple = "png",
+               size: str = "screen") -> list[Path]:
     """Run the whole report (see the module docstring) and return the paths it wrote.
 
-    Every user input is checked before anything is written; a mistake raises FairrunError.
+    ``formats``: the charts' file formats (``"pdf,png"`` or a tuple); ``size``: one of
+    :data:`fairrun.report.plots.SIZES`. Every user input is checked before anything is written; a mistake
+    raises FairrunError.
     """
     paths = [Path(p) for p in paths]
+    output = plots.Output(plots.parse_formats(formats if isinstance(formats, str) else ",".join(formats)),
+                          plots.check_size(size))
     by = list(by or DEFAULT_BY)
     coll = collect(paths)
     out = Path(out) if out is not None else paths[0]
@@ -304,12 +321,16 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
                              f"{split} split, mean ± std over runs:", text, legend, ""])
     save(out / "report.txt", lambda p: p.write_text(report_text, encoding="utf-8"))
     save(out / "table.csv", lambda p: table.to_csv(p, index=False))
+    table_marks = paired.marks(comparisons)
+    tex = latex_table(table, by, metrics, table_marks, split)
+    save(out / "table.tex", lambda p: p.write_text(tex, encoding="utf-8"))
+    save(out / "table.md", lambda p: p.write_text(markdown_table(table, by, metrics, table_marks), encoding="utf-8"))
     save(out / "comparisons.csv",
          lambda p: comparisons.drop(columns=["row", "baseline_row"]).to_csv(p, index=False))
 
     try:
         written += write_plots(rows, out / "plots", by=by, metrics=metrics, gap=gap, split=split,
-                               group_run=group_run, why=why)
+                               group_run=group_run, why=why, output=output)
     except OSError as err:
         raise write_error(err, Path(err.filename) if err.filename else out / "plots", paths) from err
     _echo()
@@ -320,8 +341,9 @@ def run_report(paths: list[Path], metrics: list[str] | None = None, by: list[str
 
 
 def write_plots(rows: pd.DataFrame, plot_dir: Path, by: list[str], metrics: list[str], gap: str | None,
-                split: str, group_run: pd.Series, why: str) -> list[Path]:
-    """Every chart that the data supports; returns the PNG paths. ``rows``: one row per run (one split)."""
+                split: str, group_run: pd.Series, why: str, output: plots.Output = plots.SCREEN) -> list[Path]:
+    """Every chart that the data supports, each in every format of ``output``; returns the files written.
+    ``rows``: one row per run (one split)."""
     colors = plots.method_colors(rows["method"].astype(str).unique() if "method" in rows else [])
     written = []
     ratios = pd.to_numeric(rows.get("imbalance_ratio", pd.Series(dtype=float)), errors="coerce").dropna().unique()
@@ -330,17 +352,32 @@ def write_plots(rows: pd.DataFrame, plot_dir: Path, by: list[str], metrics: list
         for m in metrics:
             if pd.to_numeric(rows[m], errors="coerce").notna().any():
                 written.append(plots.plot_metric_vs_ratio(rows, m, series, colors,
-                                                          plot_dir / f"{plots.safe_name(m)}_vs_ratio.png", split))
+                                                          plot_dir / f"{plots.safe_name(m)}_vs_ratio.png", split,
+                                                          output))
     if gap is not None and "accuracy" in rows and pd.to_numeric(rows[gap], errors="coerce").notna().any():
         written.append(plots.plot_accuracy_vs_gap(rows, gap, colors,
-                                                  plot_dir / f"accuracy_vs_{plots.safe_name(gap)}.png", split))
+                                                  plot_dir / f"accuracy_vs_{plots.safe_name(gap)}.png", split,
+                                                  output))
     if any(str(c).startswith("acc[") and str(c).endswith("]") for c in rows.columns):
         job = str(group_run["job"])
-        detail = ", ".join(f"{k} {plots.format_key(group_run[k])}" for k in ("method", "imbalance_ratio", "seed")
-                           if k in group_run.index)
-        title = f"Per-group accuracy of run {job} ({split} split)\n{why}; {detail}"
-        written.append(plots.plot_groups(group_run, plot_dir / f"groups_{plots.safe_name(job)}.png", title))
+        title = group_chart_title(group_run, by, split, why, output.paper)
+        written.append(plots.plot_groups(group_run, plot_dir / f"groups_{plots.safe_name(job)}.png", title, output))
     if gap is not None and has_private_runs(rows):
         written.append(plots.plot_epsilon_vs_gap(rows, gap, colors,
-                                                 plot_dir / f"epsilon_vs_{plots.safe_name(gap)}.png", split))
-    return written
+                                                 plot_dir / f"epsilon_vs_{plots.safe_name(gap)}.png", split,
+                                                 output))
+    return [file for path in written for file in output.files(path)]
+
+
+GROUP_TITLE_KEYS = {"imbalance_ratio": "ratio"}  # short names in the per-group chart's title
+
+
+def group_chart_title(run: pd.Series, by: list[str], split: str, why: str, paper: bool = False) -> str:
+    """The per-group chart's title: the run's settings, ``method=groupdro, ratio=0.9, seed=1`` (the --by keys,
+    method, imbalance ratio and seed, as far as the run has them), its split and, on screen, why this run
+    was chosen. A run without any of those keys is named by its job."""
+    keys = list(dict.fromkeys([*by, "method", "imbalance_ratio", "seed"]))
+    settings = ", ".join(f"{GROUP_TITLE_KEYS.get(k, k)}={plots.format_key(run[k])}" for k in keys if k in run.index)
+    settings = settings or f"job {run.get('job', '?')}"
+    title = f"Per-group accuracy: {settings} ({split} split)"
+    return title if paper else f"{title}\n{why}"

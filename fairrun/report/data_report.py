@@ -66,6 +66,16 @@ def compared_group_counts(entry, main_cfg) -> tuple[str, pd.Series]:
     return cfg.name, pd.Series(counts, index=names)
 
 
+def frequency_title(protected: str) -> str:
+    """The group-frequency chart's title without a doubled word: ``Frequency of each group`` when the protected
+    attribute is itself called ``group`` (the synthetic dataset), else ``Frequency of each race group``; an
+    attribute ending in ``group`` (``age_group``) is named as is: ``Frequency of each age_group``."""
+    name = str(protected)
+    if name.lower().endswith("group"):
+        return f"Frequency of each {name}"
+    return f"Frequency of each {name} group"
+
+
 def plot_group_frequencies(freq: pd.DataFrame, counts: pd.DataFrame, protected: str, path: Path) -> None:
     """Grouped bar chart: x = protected groups, one bar per split/dataset, y = share of its images (%)."""
     import matplotlib
@@ -88,10 +98,10 @@ def plot_group_frequencies(freq: pd.DataFrame, counts: pd.DataFrame, protected: 
     ax.set_xticks(x)
     ax.set_xticklabels(freq.index, rotation=20 if max(len(str(g)) for g in freq.index) > 8 else 0, ha="right"
                        if max(len(str(g)) for g in freq.index) > 8 else "center")
-    ax.set_xlabel(f"protected group ({protected})")
+    ax.set_xlabel("protected group" if protected.lower() == "group" else f"protected group ({protected})")
     ax.set_ylabel("share of images (%)")
     ax.set_ylim(0, min(100, 100 * float(freq.to_numpy().max()) * 1.15 + 1))
-    ax.set_title(f"Frequency of each {protected} group")
+    ax.set_title(frequency_title(protected))
     ax.legend(frameon=False, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)

@@ -154,3 +154,85 @@ def format_table(table: pd.DataFrame, by: list[str], metrics: list[str],
     lines = [line([name for name, _, _ in columns]), "  ".join("-" * w for w in widths)]
     lines += [line([cells[i] for _, cells, _ in columns]) for i in range(len(table))]
     return "\n".join(lines)
+
+
+# The comparison marks in LaTeX (base LaTeX math, no extra package) and their meaning, for table.tex's legend.
+LATEX_MARKS = {"▲": r"{}^{\uparrow}", "▼": r"{}^{\downarrow}", "≈": r"{}^{\approx}"}
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (``fair_reg`` -> ``fair\\_reg``)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def paper_cell(mean: float, std: float, latex: bool = False) -> str:
+    """``mean ± std`` at 3 decimals (2 from 10, 0 from 1000), as in a paper's table: ``0.912 ± 0.004``, or in
+    LaTeX math ``$0.912 \\pm 0.004$``; the mean alone when std is undefined (one run), ``–`` when no value."""
+    if not np.isfinite(mean):
+        return "--" if latex else DASH
+    magnitude = abs(mean)
+    d = 3 if magnitude < 10 else 2 if magnitude < 1000 else 0
+    text = f"{mean:.{d}f}" + (f" \\pm {std:.{d}f}" if latex and np.isfinite(std) else
+                              f" ± {std:.{d}f}" if np.isfinite(std) else "")
+    return f"${text}$" if latex else text
+
+
+def _paper_rows(table: pd.DataFrame, by: list[str], metrics: list[str], marks: dict, latex: bool) -> list[list[str]]:
+    table = table.reset_index(drop=True)
+    escape = latex_escape if latex else _markdown_escape
+    rows = []
+    for i in range(len(table)):
+        cells = [escape(format_key(table.at[i, k])) for k in by] + [str(int(table.at[i, "n"]))]
+        for m in metrics:
+            cell = paper_cell(table.at[i, f"{m}_mean"], table.at[i, f"{m}_std"], latex)
+            mark = marks.get((i, m), "")
+            cells.append(_latex_marked(cell, mark) if latex else cell + (f" {mark}" if mark else ""))
+        rows.append(cells)
+    return rows
+
+
+def _latex_marked(cell: str, mark: str) -> str:
+    r"""A LaTeX cell with its mark inside the same math (``$0.912 \pm 0.004\,{}^{\uparrow}$``): never ``$$``."""
+    symbol = LATEX_MARKS.get(mark)
+    if not symbol:
+        return cell
+    if cell.startswith("$") and cell.endswith("$"):
+        return f"{cell[:-1]}\\,{symbol}$"
+    return f"{cell}${symbol}$"
+
+
+def latex_table(table: pd.DataFrame, by: list[str], metrics: list[str], marks: dict | None = None,
+                split: str = "test") -> str:
+    """A booktabs ``tabular`` (``\\toprule``/``\\midrule``/``\\bottomrule``; needs ``\\usepackage{booktabs}``) of
+    :func:`aggregate`'s ``table``: the ``by`` keys, ``n`` and one ``$mean \\pm std$`` cell per metric
+    (:func:`paper_cell`), underscores and other special characters escaped, and the comparison marks
+    ▲ ▼ ≈ (:func:`fairrun.report.paired.marks`) as superscript ``\\uparrow``, ``\\downarrow``, ``\\approx``
+    inside the cell's math.
+    Meant for ``\\input{table.tex}`` inside the paper's own ``table`` environment and caption."""
+    marks = marks or {}
+    head = [latex_escape(k) for k in by] + ["$n$"] + [latex_escape(m) for m in metrics]
+    lines = [f"% fairrun report: {split} split, mean $\\pm$ std over runs; needs \\usepackage{{booktabs}}.",
+             "% Marks against the baseline (95% paired-bootstrap interval of the difference): "
+             "$^{\\uparrow}$ above 0, $^{\\downarrow}$ below 0, $^{\\approx}$ holds 0.",
+             "\\begin{tabular}{" + "l" * len(by) + "r" * (1 + len(metrics)) + "}", "\\toprule",
+             " & ".join(head) + " \\\\", "\\midrule"]
+    lines += [" & ".join(cells) + " \\\\" for cells in _paper_rows(table, by, metrics, marks, latex=True)]
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def _markdown_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown_table(table: pd.DataFrame, by: list[str], metrics: list[str], marks: dict | None = None) -> str:
+    """A GitHub-markdown table of :func:`aggregate`'s ``table``: the same cells as :func:`latex_table`
+    (``0.912 ± 0.004 ▲``), keys left-aligned, numbers right-aligned, ``|`` escaped."""
+    marks = marks or {}
+    head = [*by, "n", *metrics]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join([":---"] * len(by) + ["---:"] * (1 + len(metrics))) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _paper_rows(table, by, metrics, marks, latex=False)]
+    return "\n".join(lines) + "\n"

@@ -293,7 +293,7 @@ def test_group_chart_shows_cells_for_a_binary_target(tmp_path):
     assert report_plots._group_columns(run) == (["A", "B"], cells)
     drawn = []
     original = report_plots.plot_cells
-    report_plots.plot_cells = lambda *args: drawn.append(args[3:]) or original(*args)
+    report_plots.plot_cells = lambda *args: drawn.append(args[3:5]) or original(*args)
     try:
         path = report_plots.plot_groups(run, tmp_path / "cells.png", "cells")
         multi = run.drop([c for c in run.index if ",yes]" in c]).rename(lambda c: c.replace(",no]", ",0]"))
@@ -310,7 +310,8 @@ def test_group_chart_shows_cells_for_a_binary_target(tmp_path):
 def test_options_baseline_by_metrics_run(sweep, tmp_path):
     out = tmp_path / "out"
     code = report_main([str(sweep["root"]), "--out", str(out), "--by", "imbalance_ratio", "--metrics", "accuracy",
-                        "acc[B]", "--baseline", "imbalance_ratio=0.5", "--run", "0", "--gap", "dp_diff"])
+                        "acc[B]", "--baseline", "imbalance_ratio=0.5", "--run", "0", "--gap", "dp_diff",
+                        "--format", "svg,png", "--size", "two-column"])
     assert code == 0
     table = pd.read_csv(out / "table.csv")
     assert table["imbalance_ratio"].tolist() == [1.0, 0.9, 0.5]
@@ -321,6 +322,26 @@ def test_options_baseline_by_metrics_run(sweep, tmp_path):
     assert (out / "plots" / "groups_0.png").is_file()
     assert (out / "plots" / "accuracy_vs_dp_diff.png").is_file()
     assert (out / "plots" / "acc_B_vs_ratio.png").is_file()
+    assert sorted(p.name for p in (out / "plots").glob("groups_*")) == ["groups_0.png", "groups_0.svg"]
+    assert not list((out / "plots").glob("*.pdf"))
+    with Image.open(out / "plots" / "groups_0.png") as image:  # --size two-column: 6.9 in at 300 dpi
+        assert image.size[0] == 2070
+
+
+def test_paper_tables_match_table_csv(sweep):
+    """table.tex (booktabs) and table.md hold table.csv's means and stds at 3 decimals, one row per group."""
+    table = pd.read_csv(sweep["out"] / "table.csv")
+    tex = (sweep["out"] / "table.tex").read_text(encoding="utf-8").splitlines()
+    md = (sweep["out"] / "table.md").read_text(encoding="utf-8").splitlines()
+    body = tex[tex.index("\\midrule") + 1:tex.index("\\bottomrule")]
+    assert "\\toprule" in tex and len(body) == len(table) == len(md) - 2
+    assert "worst\\_group\\_acc" in tex[tex.index("\\toprule") + 1]
+    for line, row, md_line in zip(body, table.itertuples(), md[2:]):
+        cells, md_cells = line.removesuffix(" \\\\").split(" & "), md_line.strip("| ").split(" | ")
+        assert cells[:3] == md_cells[:3] == [row.method, f"{row.imbalance_ratio:g}", str(row.n)]
+        want = f"{row.accuracy_mean:.3f}" + (f" ± {row.accuracy_std:.3f}" if row.n > 1 else "")  # one run: no std
+        assert cells[3].startswith("$" + want.replace("±", "\\pm")) and md_cells[3].startswith(want)
+        assert cells[3].removeprefix("$" + want.replace("±", "\\pm"))[:1] in ("$", "\\")
 
 
 def test_by_a_swept_override_key_missing_from_results(sweep, tmp_path):
