@@ -3,6 +3,7 @@ the run directory's error.txt when there is one), Ctrl-C / SIGTERM exit codes 13
 command's own work has started (Hydra's composition errors before that also exit with code 2)."""
 from __future__ import annotations
 
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,16 +51,24 @@ def user_errors(run_dir: Path | None = None):
         sys.exit(err.exit_code)
 
 
-# What a launch writes into its run directory before it accepts the config: Hydra's job log file (*.log) and
-# the error.txt of a refusal.
+# What a launch writes into its run directory before any data is read: Hydra's job log file (*.log), the
+# error.txt of a refusal, and .hydra/ (the accepted config: fairrun.commands.train.write_hydra_files).
 LAUNCH_FILES = ("error.txt",)
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def _launch_entry(entry: Path, empty_logs: bool) -> bool:
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return not empty_logs and entry.name == ".hydra" and \
+            all(f.is_file() and not f.is_symlink() and f.name in HYDRA_FILES for f in entry.iterdir())
+    return entry.is_file() and ((entry.suffix == ".log" and (not empty_logs or entry.stat().st_size == 0)) or
+                                (not empty_logs and entry.name in LAUNCH_FILES))
 
 
 def _only_launch_files(run_dir: Path, empty_logs: bool) -> bool:
-    entries = list(Path(run_dir).iterdir())
-    return all(e.is_file() and not e.is_symlink() and
-               ((e.suffix == ".log" and (not empty_logs or e.stat().st_size == 0)) or
-                (not empty_logs and e.name in LAUNCH_FILES)) for e in entries)
+    return all(_launch_entry(entry, empty_logs) for entry in Path(run_dir).iterdir())
 
 
 def launched_fresh(run_dir: Path) -> bool:
@@ -73,8 +82,8 @@ def launched_fresh(run_dir: Path) -> bool:
 
 def remove_launch_dir(run_dir: Path) -> bool:
     """Remove ``run_dir`` (and the parents Hydra made for it that are left empty, up to the current directory)
-    if it holds nothing but what a launch writes before accepting its config (the job log, error.txt) and no
-    part of a run (:func:`fairrun.rundir.lock.holds_a_run`); whether it was removed."""
+    if it holds nothing but what a launch writes before it reads any data (the job log, error.txt, .hydra/: a
+    dataset whose files are missing) and no part of a run (:func:`fairrun.rundir.lock.holds_a_run`); whether it was removed."""
     from fairrun.rundir.lock import holds_a_run
 
     run_dir = Path(run_dir)
@@ -83,7 +92,7 @@ def remove_launch_dir(run_dir: Path) -> bool:
             return False
         _detach_log_files(run_dir)
         for entry in run_dir.iterdir():
-            entry.unlink()
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         run_dir.rmdir()
         here, parent = Path.cwd().resolve(), run_dir.resolve().parent
         while parent != here and here in parent.parents and not any(parent.iterdir()):

@@ -205,11 +205,31 @@ def validation_message(config_name: str, cfg, chosen: list[str], search: list[st
         return None  # no dataset= chosen: the CLI says so itself
     try:
         validate(cfg)
+        check_dataset_root(cfg.dataset)
         return None
     except FairrunError as err:
         return added_key_message(config_name, chosen, search) or paragraph(f"fairrun: error: {err}")
     except Exception:  # noqa: BLE001 - e.g. an interpolation only the app can resolve: the app's to report
         return None
+
+
+# built-in datasets read from dataset.root: (module with the dataset's OBTAIN text, the dataset's name in messages)
+ROOT_DATASETS = {"celeba": ("fairrun.data.celeba", "CelebA"), "fairface": ("fairrun.data.fairface", "FairFace"),
+                 "utkface": ("fairrun.data.utkface", "UTKFace"), "imdb_wiki": ("fairrun.data.imdb_wiki", "IMDB-WIKI")}
+
+
+def check_dataset_root(dataset) -> None:
+    """Raise the dataset reader's own FairrunError (:func:`fairrun.data.table.resolve_root`: which folder, where
+    to get the data) when a built-in on-disk dataset's ``dataset.root`` is unset or not a directory, so that the
+    mistake stops the command before Hydra makes a run directory."""
+    import importlib
+
+    from fairrun.data.table import resolve_root
+
+    if dataset is None or dataset.get("name") not in ROOT_DATASETS:
+        return
+    module, title = ROOT_DATASETS[dataset.get("name")]
+    resolve_root(dataset, title, importlib.import_module(module).OBTAIN)
 
 
 def validator(config_name: str):

@@ -10,8 +10,6 @@ from fairrun.metrics import registry
 
 # the metrics of a multirun job's line: (results column, its short label)
 JOB_LINE_METRICS = (("accuracy", "acc"), ("worst_group_acc", "worst"), ("eopp_diff", "eopp"))
-# characters that make a command-line override a sweep over several values (Hydra's sweep syntax)
-_SWEEP_MARKS = (",", "range(", "choice(", "glob(", "interval(")
 
 
 def results_table(results: pd.DataFrame) -> str:
@@ -42,10 +40,13 @@ def multirun_job() -> tuple[int, list[str], list[str], str | None] | None:
     whose run directory it is; None for other commands.
 
     The swept keys are those of ``hydra.sweeper.params`` and of the sweep's command-line overrides that list
-    several values (``method=erm,groupdro``, ``seed=range(3)``), read from the sweep's ``multirun.yaml``; when
-    it cannot be read, every override of the job counts as swept."""
+    several values (``method=erm,groupdro``, ``seed=range(3)``), read from the sweep's ``multirun.yaml``
+    (:func:`fairrun.training.tensorboard.swept_keys`, which also names the run in TensorBoard); when it cannot
+    be read, every override of the job counts as swept."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+
+    from fairrun.training.tensorboard import swept_keys
 
     if not HydraConfig.initialized():
         return None
@@ -53,29 +54,9 @@ def multirun_job() -> tuple[int, list[str], list[str], str | None] | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     overrides = [str(o) for o in hydra_cfg.overrides.task]
-    swept = list((hydra_cfg.sweeper.get("params") or {}).keys()) + _swept_on_command_line(hydra_cfg.sweep.dir)
+    swept = sorted(swept_keys(Path(str(hydra_cfg.sweep.dir))) or ())
     job_dir = str(hydra_cfg.runtime.output_dir) if hydra_cfg.job.name == "train" else None
     return int(hydra_cfg.job.num), overrides, swept, job_dir
-
-
-def _swept_on_command_line(sweep_dir) -> list[str]:
-    """The keys of the multirun's command-line overrides that list several values (``multirun.yaml``), or
-    ``[]`` when that file cannot be read."""
-    import yaml
-
-    try:
-        hydra_cfg = yaml.safe_load((Path(str(sweep_dir)) / "multirun.yaml").read_text())["hydra"]
-        task = hydra_cfg["overrides"]["task"] or []
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return []
-    return [str(o).split("=", 1)[0] for o in task if "=" in str(o)
-            and any(mark in str(o).split("=", 1)[1] for mark in _SWEEP_MARKS)]
-
-
-def _short_keys(keys: list[str]) -> dict[str, str]:
-    """Each key's last part (``imbalance.ratio`` -> ``ratio``) where no other key has the same last part."""
-    last = [key.rpartition(".")[2].lstrip("+~") for key in keys]
-    return {key: short if last.count(short) == 1 else key.lstrip("+~") for key, short in zip(keys, last)}
 
 
 def job_line(results: pd.DataFrame, num: int, overrides: list[str], swept: list[str],
@@ -85,11 +66,13 @@ def job_line(results: pd.DataFrame, num: int, overrides: list[str], swept: list[
     accuracy, worst-group accuracy and equal-opportunity difference (the first row's when there is no test
     row; a metric the results lack is left out) and the run directory. ``what``: ``done``, or ``sub-run done``
     for a run that a staged method trained inside the job."""
+    from fairrun.training.tensorboard import short_key_names
+
     pairs = [o.split("=", 1) for o in overrides if "=" in o]
     swept_set = {key.lstrip("+~") for key in swept}
     chosen = [(k, v) for k, v in pairs if k.lstrip("+~") in swept_set] if swept_set else pairs
-    names = _short_keys([k for k, _ in chosen])
-    params = " ".join(f"{names[k]}={v}" for k, v in chosen)
+    names = short_key_names([k for k, _ in chosen])
+    params = " ".join(f"{names[k.lstrip('+~')]}={v}" for k, v in chosen)
     test = results[results["split"].astype(str) == "test"]
     row = (test if len(test) else results).iloc[0]
     values = " ".join(f"{label} {_number(row[column])}"

@@ -31,8 +31,15 @@ def metric_columns(results: pd.DataFrame, intervals: bool = False) -> list[str]:
     """The numeric columns a table can show; the interval columns (``_lo``, ``_hi``, ``_median``) only
     with ``intervals=True``."""
     return [c for c in results.columns
-            if c != "seed" and pd.api.types.is_numeric_dtype(results[c]) and not pd.api.types.is_bool_dtype(results[c])
+            if c != "seed" and not str(c).startswith(PARAMETER_PREFIXES)
+            and pd.api.types.is_numeric_dtype(results[c]) and not pd.api.types.is_bool_dtype(results[c])
             and (intervals or not str(c).endswith(registry.INTERVAL_SUFFIXES))]
+
+
+# results.pkl's parameter columns (``method.lam``, ``imbalance.size``: fairrun.training.results.run_parameters):
+# settings of the run, not metrics
+PARAMETER_PREFIXES = tuple(f"{section}." for section in ("dataset", "model", "method", "imbalance", "gpu",
+                                                         "trainer", "eval", "postprocess"))
 
 
 def value_order(key: str, values) -> list:

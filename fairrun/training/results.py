@@ -24,9 +24,14 @@ def run_metadata(cfg: RunConfig, run_dir: Path, overrides: list[str] | None = No
 
     Then the run's parameters (:func:`parameter_columns`): the method's own keys (``method.lam``) and every
     overridden key (``imbalance.size``, ``trainer.lr``) as ``section.key`` columns, so a sweep's table needs
-    no parsing of override strings. ``overrides``: the overrides the run was launched with; by default the
-    running Hydra job's (``fairrun eval`` passes the trained run's, :func:`recorded_overrides`)."""
+    no parsing of override strings. ``overrides``: the overrides the run was launched with; by default those
+    recorded in ``<run_dir>/.hydra/overrides.yaml`` (:func:`recorded_overrides`; written when a launch's config
+    is accepted, so a run finished in-process after a CLI launch has the same columns), else the running
+    Hydra job's."""
     from fairrun.data.imbalance import skewed_splits
+
+    if overrides is None and (Path(run_dir) / ".hydra" / "overrides.yaml").is_file():
+        overrides = recorded_overrides(run_dir)
 
     protected = cfg.dataset.protected
     identity = {

@@ -86,7 +86,7 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
     rundir.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_dir / rundir.RUN_CONFIG)
     counts = trainer.train_raw.counts()
     counts.to_csv(run_dir / rundir.TRAIN_COUNTS)
-    log.info("training set (group x label):\n%s", counts.to_string())
+    log.info("training set (group x label):%s", counts_text(counts))
     purge_step, threads = None, torch.get_num_threads()
     if cfg.resume and (run_dir / rundir.LAST).is_file():
         trainer.restore(rundir.load_checkpoint(run_dir / rundir.LAST))
@@ -110,6 +110,18 @@ def _run_training_locked(cfg: RunConfig, run_dir: Path, on_accept) -> pd.DataFra
             torch.cuda.empty_cache()
     print_results(results)
     return results
+
+
+def counts_text(counts) -> str:
+    """The training set's group x label counts as a table on lines of their own; in a job of a multirun on the
+    same line (``A: not_smiling 190, smiling 190; B: ...``), so that a sweep's output stays short."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return " " + "; ".join(f"{group}: " + ", ".join(f"{label} {int(n)}" for label, n in row.items())
+                               for group, row in counts.iterrows())
+    return "\n" + counts.to_string()
 
 
 def record_environment(run_dir: Path, device: torch.device, resumed: bool) -> list[dict]:

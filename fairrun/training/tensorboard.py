@@ -74,14 +74,22 @@ def job_overrides_to_name(run_dir: Path | None = None) -> list[str]:
     return overrides
 
 
+def short_key_names(keys: list[str]) -> dict[str, str]:
+    """Each config key's last part (``imbalance.ratio`` -> ``ratio``) where no other of ``keys`` has the same
+    last part, else the whole key (``+``/``~`` prefixes left out)."""
+    keys = [_key(k) for k in keys]
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: short if last.count(short) == 1 else k for k, short in zip(keys, last)}
+
+
 def run_name(overrides: list[str]) -> str:
     """A readable run name from ``key=value`` overrides: ``method=groupdro,ratio=0.9,seed=1``. Keys are cut
     to their last part (``imbalance.ratio`` -> ``ratio``) unless two keys would then read the same; a ``/`` in
     a value becomes ``_`` (the name is one folder). Longer than :data:`MAX_NAME` characters: cut, with a short
     hash of the whole name appended. No override: ``run``."""
     pairs = [(_key(o), o.split("=", 1)[1] if "=" in o else "") for o in overrides]
-    short = [k.rsplit(".", 1)[-1] for k, _ in pairs]
-    parts = [f"{s if short.count(s) == 1 else k}={v}" for s, (k, v) in zip(short, pairs)]
+    names = short_key_names([k for k, _ in pairs])
+    parts = [f"{names[k]}={v}" for k, v in pairs]
     name = ",".join(parts).replace("/", "_").replace("\\", "_") or "run"
     if name in (".", ".."):
         name = "run"

@@ -33,6 +33,9 @@ MISTAKES = [
     (["dataset=celeba", "dataset.protected=smiling"], ["'smiling'", "Did you mean 'Smiling'?", "Male"]),
     (["-m", "method=erm,grupdro"], ["'grupdro'", "Did you mean 'method=groupdro'?"]),
     (["-m", "seed=0,1", "trainer.lr=0.1,-1"], ["'trainer.lr': -1", "> 0"]),
+    (["dataset=celeba", "dataset.root=/nonexistent-fairrun-root"],
+     ["dataset.root=/nonexistent-fairrun-root is not a directory", "your copy of CelebA", "never downloads"]),
+    (["dataset=fairface"], ["dataset.root is not set for dataset=fairface", "dataset.root=DIR"]),
 ]
 
 
@@ -119,6 +122,15 @@ def test_a_refusal_inside_the_app_removes_the_folder_it_made(tmp_path, monkeypat
                    for h in logging.getLogger().handlers)
 
 
+def test_a_dataset_without_its_files_leaves_no_folder(tmp_path, monkeypatch):
+    """dataset.root is a folder, but not one holding CelebA: the reader's message names the files it expected,
+    and the launch removes the folder it made (its log, .hydra/ and error.txt) since nothing was trained."""
+    (tmp_path / "empty").mkdir()
+    proc = run_fairrun_in_process("train", "dataset=celeba", "dataset.root=empty", cwd=tmp_path)
+    assert proc.returncode == 2 and "list_attr_celeba.txt" in proc.stderr, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
 @pytest.mark.parametrize("before", [{"done": "", "results.json": "{}", "train.log": "trained\n"},
                                     {"train.log": "an earlier launch\n"}, {"notes.txt": "mine"}])
 def test_a_refusal_never_removes_a_folder_that_held_something_before(tmp_path, monkeypatch, before):
@@ -144,4 +156,6 @@ def test_launch_folder_helpers(tmp_path, monkeypatch):
     (run / "checkpoints").mkdir()
     assert not remove_launch_dir(run) and run.is_dir()  # part of a run
     (run / "checkpoints").rmdir()
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")  # the accepted config of this launch
     assert remove_launch_dir(run) and list(tmp_path.iterdir()) == []  # and the empty parents Hydra made

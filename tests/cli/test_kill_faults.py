@@ -45,11 +45,16 @@ def forked_kill_run(run_dir: Path, kill_at: int, when: str, log: Path) -> subpro
 
 
 def relaunch(run_dir: Path):
-    """The same run relaunched into the same directory (in-process, 1 thread like the killed child)."""
+    """The same run relaunched into the same directory (in-process, 1 thread like the killed child), with the
+    command line's overrides as a CLI relaunch has them (the parameter columns of results.pkl; a run killed
+    before it wrote .hydra/overrides.yaml has no record of them)."""
+    from unittest import mock
+
     from fairrun.config import validate_run_config
     from fairrun.training import run_training
 
-    return run_training(validate_run_config(compose_train(list(ARGS))), run_dir)
+    with mock.patch("fairrun.training.results.job_overrides", return_value=list(ARGS)):
+        return run_training(validate_run_config(compose_train(list(ARGS))), run_dir)
 
 
 @pytest.fixture(scope="module")
