@@ -207,6 +207,7 @@ def _wrap(text: str, output: Output, fontsize_key: str = "axes.titlesize", verti
     points = float(_style(output)[fontsize_key])
     inches = size["height"] * 0.7 if vertical else size["width"] * 0.85
     chars = max(16, int(inches * 72 / (0.6 * points)))
+    # a no-break space (U+00A0) keeps "→ less fair" on one line: textwrap breaks at ASCII whitespace only
     return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
 
 
@@ -343,8 +344,8 @@ def plot_accuracy_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], p
                     linestyle="--")
             ax.scatter(fx, fy, s=45 if small else 110, facecolors="none", edgecolors="black",
                        linewidths=0.8 if small else 1.2, zorder=5)
-        ax.set_xlabel(_wrap(f"{metric_label(gap)}  →  less fair", output, "axes.labelsize"))
-        ax.set_ylabel(_wrap(f"{metric_label('accuracy')}  →  better", output, "axes.labelsize", vertical=True))
+        ax.set_xlabel(_wrap(f"{metric_label(gap)}  →\u00a0less\u00a0fair", output, "axes.labelsize"))
+        ax.set_ylabel(_wrap(f"{metric_label('accuracy')}  →\u00a0better", output, "axes.labelsize", vertical=True))
         n = int((np.isfinite(acc) & np.isfinite(gaps)).sum())
         ax.set_title(_wrap(f"Accuracy vs {gap}: {n} runs ({split} split)", output))
         columns = _gap_legend(method_values, ratio_values, shape, colors, int(optimal.sum()), output)
@@ -583,7 +584,7 @@ def plot_epsilon_vs_gap(runs: pd.DataFrame, gap: str, colors: dict[str, str], pa
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xlabel("privacy budget ε (lower = more private)" + (", log scale" if ax.get_xscale() == "log" else ""))
-        ax.set_ylabel(_wrap(f"{metric_label(gap)}  →  less fair", output, "axes.labelsize", vertical=True))
+        ax.set_ylabel(_wrap(f"{metric_label(gap)}  →\u00a0less\u00a0fair", output, "axes.labelsize", vertical=True))
         ax.set_title(_wrap(f"ε vs {gap}: {len(runs)} private runs ({split} split)", output))
         return _save(fig, path, output)
 
