@@ -247,8 +247,10 @@ def run_command(argv: list[str] | None = None) -> None:
             sys.exit(2)
         command, rest = f"{command} {rest[0]}", rest[1:]
     if command not in APPS:
-        print(paragraph(f"fairrun: error: unknown command {command!r}. Available commands: "
-                         f"{', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
+        from fairrun.core.validation import did_you_mean
+
+        print(paragraph(f"fairrun: error: unknown command {command!r}.{did_you_mean(command, COMMANDS, 'fairrun ')} "
+                         f"Available commands: {', '.join(COMMANDS)} (see fairrun --help)."), file=sys.stderr)
         sys.exit(2)
     if any(a in SHELL_COMPLETION_FLAGS for a in rest):  # Hydra's -sc, answered for the real `fairrun` command
         from fairrun.commands.completion import shell_completion

@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 from fairrun.core.errors import FairrunError, paragraph
+from fairrun.core.validation import did_you_mean
 
 USAGE = """usage: fairrun study --list
        fairrun study NAME [--tiny] [--dry-run [--no-estimate]] [--config-dir DIR] [hydra overrides ...]
@@ -73,7 +74,8 @@ def _study(argv: list[str]) -> tuple[int, list[str] | None]:
     passed = [a for a in rest[1:] if a not in user]  # --config-dir DIR / -cd DIR: handed to fairrun train too
     unknown = [a for a in passed if a.startswith("-") and a.split("=")[0] not in CONFIG_DIR_FLAGS]
     if unknown:
-        raise FairrunError(f"unknown option {unknown[0]!r}. fairrun study accepts {', '.join(FLAGS)}, "
+        hint = did_you_mean(unknown[0].split("=")[0], FLAGS + CONFIG_DIR_FLAGS)
+        raise FairrunError(f"unknown option {unknown[0]!r}.{hint} fairrun study accepts {', '.join(FLAGS)}, "
                            f"--config-dir DIR and Hydra overrides (KEY=VALUE); see fairrun study --help.")
     tiny = "--tiny" in flags
     overrides = launch_overrides(name, user, tiny, config_dirs)

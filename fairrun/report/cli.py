@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 from fairrun.core.errors import FairrunError, paragraph
+from fairrun.core.validation import did_you_mean
 from fairrun.report import noise, paired, plots
 from fairrun.report.collect import Collection, collect, override_columns, status_counts
 from fairrun.report.table import (
@@ -46,7 +48,10 @@ _LIST_LIMIT = 10
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own mistakes become one paragraph too
-        raise FairrunError(f"{message}. Usage: fairrun report PATH [PATH ...] [--metrics M ...] [--by K ...] "
+        flags = [o for action in self._actions for o in action.option_strings]
+        wrong = re.search(r"unrecognized arguments: (--?[\w-]+)", message)
+        hint = did_you_mean(wrong.group(1), flags) if wrong else ""
+        raise FairrunError(f"{message}.{hint} Usage: fairrun report PATH [PATH ...] [--metrics M ...] [--by K ...] "
                            f"[--split SPLIT] [--out DIR] [--baseline KEY=VALUE] [--run RUN] [--gap METRIC] "
                            f"[--format png,pdf,svg] [--size {'|'.join(plots.SIZES)}] "
                            f"(fairrun report --help for details).")
@@ -158,7 +163,8 @@ def check_metrics(results: pd.DataFrame, metrics: list[str], what: str = "metric
     for m in metrics:
         if m not in numeric:
             kind = "is not numeric" if m in results else "is not a column of results.pkl"
-            raise FairrunError(f"unknown {what} {m!r}: it {kind}. Available metric columns: {_names(accepted, 200)}.")
+            raise FairrunError(f"unknown {what} {m!r}: it {kind}.{did_you_mean(m, accepted)} Available metric "
+                               f"columns: {_names(accepted, 200)}.")
 
 
 def choose_gap(metrics: list[str], gap: str | None, results: pd.DataFrame) -> str | None:

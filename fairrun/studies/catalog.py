@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fairrun.core.errors import FairrunError
+from fairrun.core.validation import did_you_mean
 
 
 @dataclass
@@ -93,7 +94,7 @@ def plan(name: str, overrides: list[str], config_dirs: list[str] = ()) -> StudyP
 
     known = study_names(config_dirs)
     if name not in known:
-        raise FairrunError(f"unknown study {name!r}. Studies: {', '.join(known)} (fairrun study --list says what "
+        raise FairrunError(f"unknown study {name!r}.{did_you_mean(name, known)} Studies: {', '.join(known)} (fairrun study --list says what "
                            f"each reproduces; a study of your own is a YAML in --config-dir DIR/study/).")
     line = [f"+study={name}", *overrides]
     try:

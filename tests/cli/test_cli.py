@@ -130,7 +130,8 @@ def test_bad_input_gives_one_clear_message_and_exit_code_2(tmp_path, args, words
 
 def test_bad_subcommand_and_missing_run_dir(tmp_path):
     proc = run_fairrun("trian", cwd=tmp_path)
-    assert proc.returncode == 2 and "unknown command 'trian'" in proc.stderr and "train" in proc.stderr
+    assert proc.returncode == 2 and "unknown command 'trian'" in proc.stderr
+    assert "Did you mean 'fairrun train'?" in " ".join(proc.stderr.split())
     proc = run_fairrun("eval", cwd=tmp_path)
     assert proc.returncode == 2 and "run_dir=PATH" in proc.stderr
     proc = run_fairrun("eval", "run_dir=nowhere", cwd=tmp_path)

@@ -159,3 +159,29 @@ def test_launch_folder_helpers(tmp_path, monkeypatch):
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text("seed: 0\n")  # the accepted config of this launch
     assert remove_launch_dir(run) and list(tmp_path.iterdir()) == []  # and the empty parents Hydra made
+
+
+@pytest.mark.parametrize("args, words", [
+    (["trian"], ["unknown command 'trian'", "Did you mean 'fairrun train'?"]),
+    (["study", "celeba_rewieght", "--dry-run"], ["unknown study 'celeba_rewieght'",
+                                                  "Did you mean 'celeba_reweight'?"]),
+    (["study", "imbalance_privacy", "--tiyn"], ["unknown option '--tiyn'", "Did you mean '--tiny'?"]),
+    (["report", ".", "--metrcs", "accuracy"], ["unrecognized arguments: --metrcs", "Did you mean '--metrics'?"]),
+])
+def test_commands_and_flags_get_the_closest_name_too(tmp_path, args, words):
+    proc = run_fairrun_in_process(*args, cwd=tmp_path)
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and all(w in message for w in words), message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_report_metric_gets_the_closest_column(tmp_path):
+    import pandas as pd
+
+    from fairrun.core.errors import FairrunError
+    from fairrun.report.cli import check_metrics
+
+    results = pd.DataFrame({"accuracy": [0.9], "worst_group_acc": [0.8], "method.lam": [1.0]})
+    with pytest.raises(FairrunError) as err:
+        check_metrics(results, ["acuracy"])
+    assert "Did you mean 'accuracy'?" in str(err.value) and "method.lam" not in str(err.value)
