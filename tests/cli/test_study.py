@@ -124,7 +124,8 @@ def test_dry_run_estimates_the_compute_from_timed_steps(capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["gan_debias", "dataset.root=/data/celeba"], "needs study.params.generator=..."),
     (["imbalance_privacy"], "needs dataset.root=..."),
-    (["imbalance_pricavy", "--tiny"], "unknown study 'imbalance_pricavy'. Did you mean 'imbalance_privacy'? Studies: celeba_reweight"),
+    (["imbalance_pricavy", "--tiny"],
+     "unknown study 'imbalance_pricavy'. Did you mean 'imbalance_privacy'? Studies: celeba_reweight"),
     (["dataset.root=/x"], "needs the study's name first"),
     (["celeba_reweight", "--tiny", "--fast"], "unknown option '--fast'"),
     (["celeba_reweight", "--no-estimate"], "--no-estimate only applies to --dry-run"),
