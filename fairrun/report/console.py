@@ -41,12 +41,12 @@ def multirun_job() -> tuple[int, list[str], list[str], str | None] | None:
 
     The swept keys are those of ``hydra.sweeper.params`` and of the sweep's command-line overrides that list
     several values (``method=erm,groupdro``, ``seed=range(3)``), read from the sweep's ``multirun.yaml``
-    (:func:`fairrun.training.tensorboard.swept_keys`, which also names the run in TensorBoard); when it cannot
+    (:func:`fairrun.core.overrides.swept_keys`, which also names the run in TensorBoard); when it cannot
     be read, every override of the job counts as swept."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from fairrun.training.tensorboard import swept_keys
+    from fairrun.core.overrides import swept_keys
 
     if not HydraConfig.initialized():
         return None
@@ -66,7 +66,7 @@ def job_line(results: pd.DataFrame, num: int, overrides: list[str], swept: list[
     accuracy, worst-group accuracy and equal-opportunity difference (the first row's when there is no test
     row; a metric the results lack is left out) and the run directory. ``what``: ``done``, or ``sub-run done``
     for a run that a staged method trained inside the job."""
-    from fairrun.training.tensorboard import short_key_names
+    from fairrun.core.overrides import short_key_names
 
     pairs = [o.split("=", 1) for o in overrides if "=" in o]
     swept_set = {key.lstrip("+~") for key in swept}
