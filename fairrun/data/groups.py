@@ -15,26 +15,34 @@ def protected_list(protected) -> list[str]:
     return [protected] if isinstance(protected, str) else list(protected)
 
 
-def check_attributes(attribute_values: dict, target: str, protected) -> None:
-    """Raise ConfigError unless target and protected name known, distinct attributes."""
+def check_attributes(attribute_values, target: str, protected, where: str = "this dataset") -> None:
+    """Raise ConfigError (with the closest valid name) unless ``target`` and every name of ``protected`` are
+    attributes among ``attribute_values`` (a mapping attribute -> values, or the list of names) and distinct.
+    ``where`` names the dataset in the message (``dataset=celeba``)."""
+    from fairrun.core.validation import did_you_mean
+
     names = list(attribute_values)
+    accepted = ", ".join(names)
+    if target not in names:
+        raise ConfigError(f"Invalid value for 'dataset.target': {target!r}.{did_you_mean(target, names)} "
+                          f"Accepted: one attribute of {where}: {accepted}.")
     prot = protected_list(protected)
-    if target not in attribute_values:
-        raise ConfigError(f"Unknown target attribute dataset.target={target!r}. "
-                          f"This dataset's attributes are: {', '.join(names)}.")
     if not prot:
-        raise ConfigError(f"dataset.protected is empty. Name one attribute or a list of them from: "
-                          f"{', '.join(names)}.")
-    for p in prot:
-        if p not in attribute_values:
-            raise ConfigError(f"Unknown protected attribute {p!r} in dataset.protected={protected!r}. "
-                              f"This dataset's attributes are: {', '.join(names)}.")
+        raise ConfigError(f"Invalid value for 'dataset.protected': {protected!r} (empty). Accepted: one "
+                          f"attribute of {where} or a list of them: {accepted}.")
+    for name in prot:
+        if name not in names:
+            raise ConfigError(f"Invalid value for 'dataset.protected': {protected!r} ({name!r} is not an "
+                              f"attribute of {where}).{did_you_mean(name, names)} Accepted: one attribute "
+                              f"or a list of them: {accepted}.")
     if target in prot:
-        raise ConfigError(f"dataset.protected={protected!r} includes the target attribute {target!r}; "
-                          f"the protected attribute must differ from the target. Choose among: "
-                          f"{', '.join(n for n in names if n != target)}.")
+        others = ", ".join(n for n in names if n != target)
+        raise ConfigError(f"Invalid value for 'dataset.protected': {protected!r} includes the target "
+                          f"attribute {target!r} (dataset.target); the protected attribute must differ "
+                          f"from the target. Accepted: {others}.")
     if len(set(prot)) != len(prot):
-        raise ConfigError(f"dataset.protected={protected!r} names an attribute twice.")
+        raise ConfigError(f"Invalid value for 'dataset.protected': {protected!r} names an attribute "
+                          f"twice. Accepted: distinct attributes of {where}: {accepted}.")
 
 
 def group_names(attribute_values: dict, protected) -> list[str]:

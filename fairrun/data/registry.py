@@ -21,8 +21,6 @@ from fairrun.data.synthetic import SyntheticConfig, make_synthetic, validate_syn
 from fairrun.data.synthetic import attribute_names as synthetic_names
 from fairrun.core.errors import ConfigError
 from fairrun.core.registry import Registry
-from fairrun.core.validation import did_you_mean
-from fairrun.data.groups import protected_list
 
 SPLITS = ("train", "val", "test")
 
@@ -142,31 +140,8 @@ def check_attribute_names(cfg, names: Optional[list[str]]) -> None:
     ``dataset.protected`` are among ``names`` and distinct: the checks of
     :func:`~fairrun.data.groups.check_attributes` made before any data is generated or read. ``names`` None
     (a dataset whose attributes are only known from its data): nothing is checked here."""
-    if not names:
-        return
-    where = f"dataset={cfg.name}"
-    accepted = ", ".join(names)
-    if cfg.target not in names:
-        hint = did_you_mean(cfg.target, names)
-        raise ConfigError(f"Invalid value for 'dataset.target': {cfg.target!r}.{hint} "
-                          f"Accepted: one attribute of {where}: {accepted}.")
-    protected = protected_list(cfg.protected)
-    if not protected:
-        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} (empty). Accepted: one "
-                          f"attribute of {where} or a list of them: {accepted}.")
-    for name in protected:
-        if name not in names:
-            raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} ({name!r} is not an "
-                              f"attribute of {where}).{did_you_mean(name, names)} Accepted: one attribute "
-                              f"or a list of them: {accepted}.")
-    if cfg.target in protected:
-        others = ", ".join(n for n in names if n != cfg.target)
-        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} includes the target "
-                          f"attribute {cfg.target!r} (dataset.target); the protected attribute must differ "
-                          f"from the target. Accepted: {others}.")
-    if len(set(protected)) != len(protected):
-        raise ConfigError(f"Invalid value for 'dataset.protected': {cfg.protected!r} names an attribute "
-                          f"twice. Accepted: distinct attributes of {where}: {accepted}.")
+    if names:
+        check_attributes(names, cfg.target, cfg.protected, f"dataset={cfg.name}")
 
 
 def read_splits(cfg, workers: int = 0) -> dict[str, SplitData]:
