@@ -177,21 +177,9 @@ def test_failures_stay_in_their_job_reruns_skip_finished_jobs_and_a_killed_sweep
             assert image.width >= 400 and len(np.unique(np.asarray(image.convert("L")))) > 16
 
     # The HParams dashboard pointed at the sweep directory: one session per finished job, with its metrics.
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+    from tests.helpers.hparams import hparams_dashboard
 
-    mux = plugin_event_multiplexer.EventMultiplexer()
-    mux.AddRunsFromDirectory(str(first))
-    mux.Reload()
-    tb = backend_context.Context(base_plugin.TBContext(
-        logdir=str(first), multiplexer=mux,
-        data_provider=data_provider.MultiplexerDataProvider(mux, str(first))))
-    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100, allowed_statuses=[
-        api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING])
-    groups = list_session_groups.Handler(context.RequestContext(), tb, "", request).run().session_groups
-    sessions = {g.name: g for g in groups}
+    _, sessions = hparams_dashboard(first)
     # each run is named by its swept values (fairrun/training/tensorboard.py)
     assert sorted(sessions) == ["0/tb/ratio=0.5,seed=0", "1/tb/ratio=0.5,seed=1", "2/tb/ratio=0.9,seed=0",
                                 "4/tb/ratio=1,seed=0", "5/tb/ratio=1,seed=1"]

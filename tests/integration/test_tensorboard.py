@@ -70,25 +70,10 @@ def test_hparams_carry_method_keys_and_every_override(mux):
 
 
 def test_hparams_dashboard_lists_every_session_with_its_swept_value(sweep, mux):
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+    from tests.helpers.hparams import hparams_dashboard
 
-    plugin_mux = plugin_event_multiplexer.EventMultiplexer()
-    plugin_mux.AddRunsFromDirectory(str(sweep))
-    plugin_mux.Reload()
-    hp = backend_context.Context(base_plugin.TBContext(
-        logdir=str(sweep), multiplexer=plugin_mux,
-        data_provider=data_provider.MultiplexerDataProvider(plugin_mux, str(sweep))))
-    ctx = context.RequestContext()
-    experiment = hp.experiment_from_metadata(ctx, "", True, hp.hparams_metadata(ctx, ""),
-                                             hp.hparams_from_data_provider(ctx, "", None))
+    experiment, rows = hparams_dashboard(sweep)
     assert {"method.lam", "imbalance.size", "method.gap"} <= {h.name for h in experiment.hparam_infos}
-    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=10, allowed_statuses=[
-        api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING])
-    groups = list_session_groups.Handler(ctx, hp, "", request).run().session_groups
-    rows = {g.name: g for g in groups}
     results = pd.read_pickle(sweep / "1" / "results.pkl").set_index("split")
     assert rows["1/tb/lam=10"].hparams["method.lam"].number_value == 10.0
     metrics = {m.name.tag: m.value for m in rows["1/tb/lam=10"].metric_values}
